@@ -1,0 +1,59 @@
+# clr — see README.md. Every target works on a fresh Debian machine with Go.
+GO      ?= go
+BIN     := bin
+# System tools: Debian package:command.
+TOOLS_DEMO := openssl:openssl rsync:rsync openssh-client:ssh
+TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd
+
+.PHONY: all build demo test check fmt-check vet race tidy-check bench fuzz tools-demo tools-test clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+tools-demo:
+	@scripts/need-tools.sh $(TOOLS_DEMO)
+
+tools-test:
+	@scripts/need-tools.sh $(TOOLS_TEST)
+
+## demo: the main job end to end on embedded defaults, all on 127.0.0.1.
+demo: tools-demo build
+	scripts/demo.sh
+
+## test: every test, end-to-end scripts included.
+test: tools-test
+	$(GO) test -count=1 ./...
+
+## check: what must be green before a commit.
+check: tools-test fmt-check vet race tidy-check
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+tidy-check:
+	$(GO) mod tidy -diff
+
+## bench: throughput and no-change rebuild; writes docs/benchmarks.md.
+bench: tools-demo build
+	scripts/bench.sh
+
+## fuzz: a short run of every fuzz target (FUZZTIME=30s for longer).
+FUZZTIME ?= 10s
+fuzz:
+	@for p in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+			echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf $(BIN)
