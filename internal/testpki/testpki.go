@@ -5,7 +5,8 @@
 //
 // Names are given in OpenSSL one-line form ("/DC=org/DC=example/CN=x",
 // "+" joining the parts of a multi-valued RDN) and encoded in exactly that
-// order, so tests can exercise the DN rendering of internal/trust.
+// order (the parts inside one multi-valued RDN are sorted, as DER
+// requires), so tests can exercise the DN rendering of internal/trust.
 package testpki
 
 import (
