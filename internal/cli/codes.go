@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/clr-suite/clr/internal/fsutil"
+	"github.com/clr-suite/clr/internal/imagelist"
+	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/smime"
+	"github.com/clr-suite/clr/internal/subscriber"
+	"github.com/clr-suite/clr/internal/trust"
+)
+
+// Exit codes shared by the suite. The list codes are vmcatcher's
+// (DESIGN section 6); docs/exit-codes.md is the reference.
+const (
+	ExitSignature    = 11 // S/MIME or certificate chain verification failed
+	ExitDNMismatch   = 12 // hv:dn/hv:ca do not match the signer
+	ExitLibrary      = 20 // the publisher's library folder cannot be read
+	ExitSigner       = 21 // signer certificate or key unusable
+	ExitFuture       = 33 // list created in the future
+	ExitExpired      = 34 // list expired
+	ExitNotJSON      = 37 // not JSON (or over the size cap)
+	ExitNotImageList = 38 // JSON but not an image list
+)
+
+// Classify maps the domain errors of the suite to exit codes and hints.
+func Classify(err error) (int, string) {
+	type rule struct {
+		target error
+		code   int
+		hint   string
+	}
+	for _, r := range []rule{
+		{subscriber.ErrDNMismatch, ExitDNMismatch, "the list's hv:endorser must name the signing certificate's subject and issuer"},
+		{subscriber.ErrListExpired, ExitExpired, "the publisher must re-sign the list"},
+		{subscriber.ErrCreatedInFuture, ExitFuture, "check the clocks of publisher and subscriber"},
+		{trust.ErrCRLExpired, ExitSignature, "refresh the CA's CRL (fetch-crl) in the CA directory"},
+		{trust.ErrCRLNotYetValid, ExitSignature, "check this machine's clock"},
+		{trust.ErrNoCRL, ExitSignature, "install the CA's CRL as <hash>.r0 in the CA directory, or pass --crl if-present"},
+		{trust.ErrRevoked, ExitSignature, "the signer's certificate was revoked: the publisher must re-sign with a new one"},
+		{trust.ErrExpired, ExitSignature, "a certificate in the chain has expired: the publisher must renew it"},
+		{trust.ErrNotYetValid, ExitSignature, "check this machine's clock"},
+		{trust.ErrUnknownAuthority, ExitSignature, "add the CA that issued the signer to the CA directory"},
+		{trust.ErrNoCAs, ExitSignature, "point --ca-dir at a directory of CA certificates (<hash>.0 or .pem)"},
+		{trust.ErrPurpose, ExitSignature, "the signer certificate is not for S/MIME signing; --purpose any accepts it (e.g. host certificates)"},
+		{trust.ErrNamespace, ExitSignature, "the CA's signing_policy/namespaces do not allow this subject"},
+		{trust.ErrInsecureAlgorithm, ExitSignature, "Go refuses SHA-1-signed certificates: the CA must issue a SHA-2 certificate"},
+		{smime.ErrEncryptedKey, ExitSigner, "decrypt it: openssl pkey -in KEY -out PLAIN.key"},
+		{smime.ErrDigestMismatch, ExitSignature, ""},
+		{smime.ErrTextMode, ExitSignature, "sign without -text"},
+		{smime.ErrMalformed, ExitSignature, ""},
+		{smime.ErrBadSignature, ExitSignature, ""},
+		{smime.ErrSignerCount, ExitSignature, ""},
+		{smime.ErrNoSignerCert, ExitSignature, "sign without -nocerts so the signer certificate is embedded"},
+		{smime.ErrUnsupported, ExitSignature, ""},
+		{imagelist.ErrTooLarge, ExitNotJSON, ""},
+		{fsutil.ErrTooLarge, ExitNotJSON, ""},
+		{imagelist.ErrNotJSON, ExitNotJSON, ""},
+		{imagelist.ErrNotImageList, ExitNotImageList, ""},
+		{publish.ErrLibrary, ExitLibrary, ""},
+		{publish.ErrSigner, ExitSigner, ""},
+	} {
+		if errors.Is(err, r.target) {
+			return r.code, r.hint
+		}
+	}
+	return 0, ""
+}

@@ -1,0 +1,520 @@
+// Package publishcmd implements clr-publish: build an image list from a
+// library folder, sign it, verify signed lists.
+package publishcmd
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/fsutil"
+	"github.com/clr-suite/clr/internal/imagelist"
+	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/subscriber"
+	"github.com/clr-suite/clr/internal/trust"
+)
+
+// Main runs clr-publish and returns its exit code.
+func Main(env cli.Env) int {
+	return cli.Run(env, newApp(env), cli.Classify)
+}
+
+// Names of the files `publish` writes into --out-dir.
+const (
+	ListJSON   = "imagelist.json"
+	ListSigned = "imagelist.smime"
+	hashCache  = ".clr-publish-hashes.json"
+)
+
+func newApp(env cli.Env) *ucli.App {
+	return &ucli.App{
+		Name:  "clr-publish",
+		Usage: "build, sign and verify HEPiX image lists of a template library",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more log output (repeatable)", Count: new(int)},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "less log output (repeatable)", Count: new(int)},
+		},
+		Commands: []*ucli.Command{
+			buildCommand(env),
+			signCommand(env),
+			verifyCommand(env),
+			publishCommand(env),
+		},
+	}
+}
+
+func logger(env cli.Env, c *ucli.Context) *slog.Logger {
+	return env.Logger(max(c.Count("verbose"), 0), max(c.Count("quiet"), 0))
+}
+
+// buildFlags are shared by build and publish.
+func buildFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "library", Aliases: []string{"L"}, Usage: "library `DIR` (OVF folders and .ova/.iso/.qcow2/.img/.vmdk files)", Required: true},
+		&ucli.StringFlag{Name: "base-uri", Usage: "`URI` prefix of every image hv:uri, e.g. ssh://host:2222/ or https://host/library/", Required: true},
+		&ucli.StringFlag{Name: "identifier", Usage: "list dc:identifier `UUID` (default: kept from the previous list, else random)"},
+		&ucli.StringFlag{Name: "title", Usage: "list dc:title"},
+		&ucli.StringFlag{Name: "description", Usage: "list dc:description"},
+		&ucli.StringFlag{Name: "source", Usage: "list dc:source (default: base URI)"},
+		&ucli.StringFlag{Name: "uri", Usage: "the list's own URL, hv:uri (default: BASE-URI/imagelist.smime)"},
+		&ucli.StringFlag{Name: "expires-in", Value: "28d", Usage: "validity of the list (`DURATION`: 28d, 36h)"},
+		&ucli.StringFlag{Name: "hash-cache", Usage: "`FILE` remembering file digests by size, mtime and inode (default: next to the output)"},
+		&ucli.BoolFlag{Name: "rehash", Usage: "hash every file even if the cache says it is unchanged"},
+		&ucli.IntFlag{Name: "workers", Usage: "parallel hashers (default: number of CPUs)"},
+		&ucli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
+	}
+}
+
+type buildResult struct {
+	List    *imagelist.List
+	Changes publish.Changes
+	Stats   publish.Stats
+}
+
+// build scans the library and makes the list, using prevFile (may not
+// exist) as the previous list.
+func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, prevFile, cacheFile string, now time.Time) (*buildResult, error) {
+	expires, err := cli.ParseDuration(c.String("expires-in"))
+	if err != nil {
+		return nil, err
+	}
+	if c.IsSet("workers") && c.Int("workers") < 1 {
+		return nil, cli.Usagef("--workers must be at least 1")
+	}
+	meta := publish.ListMeta{
+		Identifier:  c.String("identifier"),
+		Title:       c.String("title"),
+		Description: c.String("description"),
+		Source:      c.String("source"),
+		URI:         c.String("uri"),
+		BaseURI:     c.String("base-uri"),
+		ExpiresIn:   expires,
+	}
+	if !strings.HasSuffix(meta.BaseURI, "/") {
+		meta.BaseURI += "/"
+	}
+	var prev *imagelist.List
+	if prevFile != "" {
+		data, err := fsutil.ReadFileCapped(prevFile, imagelist.DefaultMaxSize)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("previous list: %w", err)
+		default:
+			var problems []imagelist.Problem
+			prev, problems, err = imagelist.Parse(data, imagelist.ParseOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("previous list %s: %w", prevFile, err)
+			}
+			for _, p := range problems {
+				log.Warn("previous list", "file", prevFile, "problem", p.Message)
+			}
+		}
+	}
+	cache, err := publish.LoadHashCache(cacheFile)
+	if err != nil {
+		log.Warn("ignoring hash cache", "err", err)
+	}
+	opts := publish.ScanOptions{Workers: c.Int("workers"), Cache: cache, Rehash: c.Bool("rehash"), Now: now}
+	if env.StderrTTY {
+		opts.Progress = func(p publish.Progress) {
+			fmt.Fprintf(env.Stderr, "\rhashing: %d/%d files, %s/%s ", p.DoneFiles, p.TotalFiles, cli.HumanBytes(p.DoneBytes), cli.HumanBytes(p.TotalBytes))
+			if p.DoneFiles == p.TotalFiles {
+				fmt.Fprintln(env.Stderr)
+			}
+		}
+	}
+	entries, stats, err := publish.Scan(ctx, c.String("library"), opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range stats.Skipped {
+		log.Info("skipped", "path", s.Path, "reason", s.Reason)
+	}
+	cache.Prune(entries)
+	if err := cache.Save(); err != nil {
+		log.Warn("hash cache not saved", "err", err)
+	}
+	l, changes, err := publish.Build(prev, entries, meta, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range changes.Added {
+		log.Info("added", "image", p)
+	}
+	for _, p := range changes.Updated {
+		log.Info("updated", "image", p)
+	}
+	for _, p := range changes.Removed {
+		log.Info("removed", "uri", p)
+	}
+	return &buildResult{List: l, Changes: changes, Stats: stats}, nil
+}
+
+// summary is the record build and publish print.
+type summary struct {
+	Output      string   `json:"output"`
+	Signed      string   `json:"signed,omitempty"`
+	Identifier  string   `json:"identifier"`
+	Version     string   `json:"version"`
+	Expires     string   `json:"expires"`
+	Changed     bool     `json:"changed"`
+	Written     bool     `json:"written"`
+	Images      int      `json:"images"`
+	Files       int      `json:"files"`
+	Bytes       int64    `json:"bytes"`
+	HashedFiles int      `json:"hashed_files"`
+	HashedBytes int64    `json:"hashed_bytes"`
+	Added       []string `json:"added"`
+	Updated     []string `json:"updated"`
+	Removed     []string `json:"removed"`
+}
+
+func newSummary(r *buildResult, out string) summary {
+	nz := func(s []string) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return summary{
+		Output: out, Identifier: r.List.Identifier, Version: r.List.Version,
+		Expires: imagelist.FormatTime(r.List.Expires), Changed: r.Changes.Changed(),
+		Images: r.Stats.Images, Files: r.Stats.Files, Bytes: r.Stats.Bytes,
+		HashedFiles: r.Stats.HashedFiles, HashedBytes: r.Stats.HashedBytes,
+		Added: nz(r.Changes.Added), Updated: nz(r.Changes.Updated), Removed: nz(r.Changes.Removed),
+	}
+}
+
+func printSummary(env cli.Env, c *ucli.Context, s summary) error {
+	if c.Bool("json") {
+		return cli.WriteJSON(env.Stdout, s)
+	}
+	state := "unchanged"
+	if s.Written {
+		state = "written"
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s, list %s version %s, %d images (%d added, %d updated, %d removed), %d files, %s, hashed %d files (%s), expires %s\n",
+		s.Output, state, s.Identifier, s.Version, s.Images, len(s.Added), len(s.Updated), len(s.Removed),
+		s.Files, cli.HumanBytes(s.Bytes), s.HashedFiles, cli.HumanBytes(s.HashedBytes), s.Expires)
+	if s.Signed != "" && s.Written {
+		fmt.Fprintf(env.Stdout, "%s: signed\n", s.Signed)
+	}
+	return nil
+}
+
+func buildCommand(env cli.Env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "build",
+		Usage:     "build or update the unsigned image list of a library",
+		ArgsUsage: " ",
+		Flags: append(buildFlags(),
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "list `FILE` to write; an existing one is the previous list", Required: true},
+			&ucli.StringFlag{Name: "previous", Usage: "previous list `FILE` (default: the output file)"},
+		),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Usagef("build takes no arguments")
+			}
+			now := env.Now()
+			out := c.String("output")
+			prev := c.String("previous")
+			if prev == "" {
+				prev = out
+			}
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				return err
+			}
+			r, err := build(c.Context, env, c, logger(env, c), prev, cacheFor(c, filepath.Dir(out)), now)
+			if err != nil {
+				return err
+			}
+			data, err := r.List.Marshal()
+			if err != nil {
+				return err
+			}
+			s := newSummary(r, out)
+			old, _ := os.ReadFile(out)
+			if string(old) != string(data) {
+				if err := writeFile(out, data); err != nil {
+					return err
+				}
+				s.Written = true
+			}
+			return printSummary(env, c, s)
+		},
+	}
+}
+
+// writeFile atomically replaces name, creating its directory.
+func writeFile(name string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return fsutil.WriteAtomic(name, data, 0o644)
+}
+
+func cacheFor(c *ucli.Context, dir string) string {
+	if f := c.String("hash-cache"); f != "" {
+		return f
+	}
+	return filepath.Join(dir, hashCache)
+}
+
+func signerFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "cert", Usage: "signer certificate `PEM` (further certificates in it are embedded as chain)", Required: true},
+		&ucli.StringFlag{Name: "key", Usage: "signer private key `PEM` (unencrypted)", Required: true},
+		&ucli.StringFlag{Name: "chain", Usage: "extra chain certificates `PEM` to embed"},
+		&ucli.StringFlag{Name: "digest", Value: "sha512", Usage: "digest: sha512, sha384, sha256 or sha1"},
+	}
+}
+
+func digestFlag(c *ucli.Context) (crypto.Hash, error) {
+	switch strings.ToLower(c.String("digest")) {
+	case "sha512", "sha-512":
+		return crypto.SHA512, nil
+	case "sha384", "sha-384":
+		return crypto.SHA384, nil
+	case "sha256", "sha-256":
+		return crypto.SHA256, nil
+	case "sha1", "sha-1":
+		return crypto.SHA1, nil
+	}
+	return 0, cli.Usagef("unknown --digest %q: want sha512, sha384, sha256 or sha1", c.String("digest"))
+}
+
+func signCommand(env cli.Env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "sign",
+		Usage:     "sign an image list (S/MIME multipart/signed, detached PKCS#7)",
+		ArgsUsage: "IN.json",
+		Flags: append(signerFlags(),
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "signed list `FILE`", Required: true},
+			&ucli.StringFlag{Name: "expires-in", Value: "28d", Usage: "validity from now (`DURATION`)"},
+			&ucli.BoolFlag{Name: "keep-dates", Usage: "keep dc:date:created and dc:date:expires from the input"},
+			&ucli.BoolFlag{Name: "keep-endorser", Usage: "keep hv:endorser from the input instead of filling it from the certificate"},
+		),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Usagef("sign takes exactly one input list")
+			}
+			now := env.Now()
+			expires, err := cli.ParseDuration(c.String("expires-in"))
+			if err != nil {
+				return err
+			}
+			digest, err := digestFlag(c)
+			if err != nil {
+				return err
+			}
+			in := c.Args().First()
+			data, err := fsutil.ReadFileCapped(in, imagelist.DefaultMaxSize)
+			if err != nil {
+				return err
+			}
+			l, problems, err := imagelist.Parse(data, imagelist.ParseOptions{})
+			if err != nil {
+				return fmt.Errorf("%s: %w", in, err)
+			}
+			if len(problems) > 0 {
+				// Signing would silently publish a list without them.
+				return fmt.Errorf("%s: %w: %s", in, imagelist.ErrNotImageList, problems[0].Message)
+			}
+			s, err := publish.LoadSigner(c.String("cert"), c.String("key"), c.String("chain"))
+			if err != nil {
+				return err
+			}
+			signed, _, err := publish.Sign(l, s, publish.SignOptions{
+				Now: now, ExpiresIn: expires, KeepDates: c.Bool("keep-dates"),
+				KeepEndorser: c.Bool("keep-endorser"), Digest: digest,
+			})
+			if err != nil {
+				return err
+			}
+			return writeFile(c.String("output"), signed)
+		},
+	}
+}
+
+func verifyCommand(env cli.Env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "verify",
+		Usage:     "verify a signed image list and print the signed JSON",
+		ArgsUsage: "FILE",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "ca-dir", Aliases: []string{"c"}, Usage: "trusted CA `DIR` (<hash>.0/.pem, <hash>.r0 CRLs)", EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}},
+			&ucli.StringFlag{Name: "crl", Value: "require", Usage: "CRL policy: require, if-present or ignore"},
+			&ucli.StringFlag{Name: "purpose", Value: "smime", Usage: "signer key usage: smime or any (any accepts host certificates)"},
+			&ucli.BoolFlag{Name: "signature-only", Usage: "check only the signature and endorser DNs, not the chain, CRLs or dates (inspection only)"},
+			&ucli.BoolFlag{Name: "json", Usage: "print a verification record as JSON instead of the list"},
+		},
+		Action: func(c *ucli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Usagef("verify takes exactly one signed list")
+			}
+			now := env.Now()
+			pol := trust.Policy{Time: now}
+			switch c.String("crl") {
+			case "require":
+				pol.CRL = trust.CRLRequire
+			case "if-present":
+				pol.CRL = trust.CRLIfPresent
+			case "ignore":
+				pol.CRL = trust.CRLIgnore
+			default:
+				return cli.Usagef("unknown --crl %q: want require, if-present or ignore", c.String("crl"))
+			}
+			switch c.String("purpose") {
+			case "smime":
+				pol.Purpose = trust.PurposeSMIME
+			case "any":
+				pol.Purpose = trust.PurposeAny
+			default:
+				return cli.Usagef("unknown --purpose %q: want smime or any", c.String("purpose"))
+			}
+			opts := subscriber.VerifyOptions{Policy: pol, SignatureOnly: c.Bool("signature-only")}
+			if !opts.SignatureOnly {
+				if c.String("ca-dir") == "" {
+					return cli.Usagef("--ca-dir is required (or CLR_DIR_CERT)")
+				}
+				store, err := trust.Load(c.String("ca-dir"))
+				if err != nil {
+					return err
+				}
+				opts.Trust = store
+			}
+			file := c.Args().First()
+			raw, err := fsutil.ReadFileCapped(file, imagelist.DefaultMaxSize)
+			if err != nil {
+				return err
+			}
+			v, err := subscriber.Verify(raw, opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", file, err)
+			}
+			log := logger(env, c)
+			for _, p := range v.Problems {
+				log.Warn("image list", "file", file, "problem", p.Message)
+			}
+			if opts.SignatureOnly {
+				log.Warn("signature only: certificate chain, CRLs and list dates were not checked", "file", file)
+			}
+			if c.Bool("json") {
+				return cli.WriteJSON(env.Stdout, verifyRecord(file, v))
+			}
+			_, err = env.Stdout.Write(v.Content)
+			return err
+		},
+	}
+}
+
+type verifyRec struct {
+	File          string   `json:"file"`
+	Verified      bool     `json:"verified"`
+	SignatureOnly bool     `json:"signature_only"`
+	Signer        string   `json:"signer"`
+	Issuer        string   `json:"issuer"`
+	Digest        string   `json:"digest"`
+	CAFile        string   `json:"ca_file,omitempty"`
+	Identifier    string   `json:"identifier"`
+	Version       string   `json:"version"`
+	Created       string   `json:"created"`
+	Expires       string   `json:"expires"`
+	Images        int      `json:"images"`
+	Problems      []string `json:"problems"`
+}
+
+func verifyRecord(file string, v *subscriber.Verified) verifyRec {
+	r := verifyRec{
+		File: file, Verified: true, SignatureOnly: v.Chain == nil,
+		Signer: v.SubjectDN, Issuer: v.IssuerDN, Digest: v.Digest.String(),
+		Identifier: v.List.Identifier, Version: v.List.Version,
+		Created: imagelist.FormatTime(v.List.Created), Expires: imagelist.FormatTime(v.List.Expires),
+		Images: len(v.List.Images), Problems: []string{},
+	}
+	if v.Chain != nil {
+		r.CAFile = v.Chain.CAFile
+	}
+	for _, p := range v.Problems {
+		r.Problems = append(r.Problems, p.Message)
+	}
+	return r
+}
+
+func publishCommand(env cli.Env) *ucli.Command {
+	return &ucli.Command{
+		Name:      "publish",
+		Usage:     "build and sign in one step: OUT-DIR/imagelist.json and OUT-DIR/imagelist.smime",
+		ArgsUsage: " ",
+		Flags: append(append(buildFlags(), signerFlags()...),
+			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime", Required: true},
+			&ucli.StringFlag{Name: "renew-before", Value: "7d", Usage: "re-sign an unchanged list when it expires within `DURATION`"},
+		),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Usagef("publish takes no arguments")
+			}
+			now := env.Now()
+			log := logger(env, c)
+			renew, err := cli.ParseDuration(c.String("renew-before"))
+			if err != nil {
+				return err
+			}
+			digest, err := digestFlag(c)
+			if err != nil {
+				return err
+			}
+			dir := c.String("out-dir")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			signer, err := publish.LoadSigner(c.String("cert"), c.String("key"), c.String("chain"))
+			if err != nil {
+				return err
+			}
+			jsonFile, signedFile := filepath.Join(dir, ListJSON), filepath.Join(dir, ListSigned)
+			r, err := build(c.Context, env, c, log, jsonFile, cacheFor(c, dir), now)
+			if err != nil {
+				return err
+			}
+			s := newSummary(r, jsonFile)
+			s.Signed = signedFile
+			if !r.Changes.NewRelease {
+				_, statErr := os.Stat(signedFile)
+				if statErr == nil && r.List.Expires.Sub(now) >= renew {
+					return printSummary(env, c, s)
+				}
+				// Re-signing an unchanged list is still a new release:
+				// subscribers refuse new content under an old version.
+				r.List.Version = publish.BumpVersion(r.List.Version)
+			}
+			expires, _ := cli.ParseDuration(c.String("expires-in"))
+			signed, content, err := publish.Sign(r.List, signer, publish.SignOptions{Now: now, ExpiresIn: expires, Digest: digest})
+			if err != nil {
+				return err
+			}
+			// The signed list goes out first: imagelist.json is only the
+			// publisher's record of what was signed.
+			if err := writeFile(signedFile, signed); err != nil {
+				return err
+			}
+			if err := writeFile(jsonFile, content); err != nil {
+				return err
+			}
+			s.Written = true
+			s.Version, s.Expires = r.List.Version, imagelist.FormatTime(r.List.Expires)
+			return printSummary(env, c, s)
+		},
+	}
+}
