@@ -84,6 +84,35 @@ func TestScan(t *testing.T) {
 	}
 }
 
+func TestScanProgress(t *testing.T) {
+	root := library(t)
+	var last Progress
+	calls := 0
+	_, st, err := Scan(context.Background(), root, ScanOptions{Now: time.Now(), Workers: 2, Progress: func(p Progress) {
+		calls++
+		if p.DoneBytes < last.DoneBytes || p.DoneFiles < last.DoneFiles {
+			t.Errorf("progress went backwards: %+v after %+v", p, last)
+		}
+		last = p
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Progress{DoneFiles: st.HashedFiles, TotalFiles: st.HashedFiles, DoneBytes: st.HashedBytes, TotalBytes: st.HashedBytes}
+	if calls == 0 || last != want {
+		t.Fatalf("%d calls, last %+v, want %+v", calls, last, want)
+	}
+}
+
+func TestScanCancelled(t *testing.T) {
+	root := library(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := Scan(ctx, root, ScanOptions{Now: time.Now()}); err == nil {
+		t.Fatal("cancelled scan succeeded")
+	}
+}
+
 func TestScanMissingLibrary(t *testing.T) {
 	_, _, err := Scan(context.Background(), filepath.Join(t.TempDir(), "none"), ScanOptions{})
 	if err == nil {
