@@ -43,22 +43,8 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// requireTools fails under CI (where .ci/run installs them) and skips
-// elsewhere when a system tool the scripts use is missing.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required in CI: %v", tool, err)
-			}
-			t.Skipf("%s not installed (make test installs it)", tool)
-		}
-	}
-}
-
 func TestScript(t *testing.T) {
-	requireTools(t, "openssl")
+	testpki.RequireTools(t, "openssl")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,

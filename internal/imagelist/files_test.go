@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/clr-suite/clr/internal/testpki"
 	"math"
 	"os"
 	"os/exec"
@@ -54,10 +55,8 @@ func TestWorkedExample(t *testing.T) {
 // image checksum is what `cd folder && sha512sum <sorted paths> | sha512sum`
 // prints.
 func TestFilesDigestMatchesSHA512Sum(t *testing.T) {
-	sha512sum, err := exec.LookPath("sha512sum")
-	if err != nil {
-		t.Skip("sha512sum not installed")
-	}
+	testpki.RequireTools(t, "sha512sum")
+	sha512sum, _ := exec.LookPath("sha512sum")
 	content := map[string]string{
 		"demo-disk1.vmdk":      "not really a disk\n",
 		"demo.ovf":             "<Envelope/>\n",

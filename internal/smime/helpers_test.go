@@ -100,16 +100,10 @@ func buildPKI() (*pki, error) {
 	return &pki{Fixture: f, Dir: dir, Inter: inter, Leaf: leaf}, nil
 }
 
-// needOpenSSL skips the test when the openssl CLI is missing, or fails it
-// when CI=true.
+// needOpenSSL: see testpki.RequireTools.
 func needOpenSSL(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("openssl CLI required in CI: %v", err)
-		}
-		t.Skipf("openssl CLI not found: %v", err)
-	}
+	testpki.RequireTools(t, "openssl")
 }
 
 // openssl runs the CLI in dir and fails the test on a non-zero exit.

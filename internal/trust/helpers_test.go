@@ -62,17 +62,11 @@ func load(t testing.TB, dir string) *Store {
 	return s
 }
 
-// requireOpenSSL skips the test when the openssl CLI is missing, or fails it
-// on CI, where it must be installed.
+// requireOpenSSL returns the openssl CLI (see testpki.RequireTools).
 func requireOpenSSL(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("openssl CLI required on CI: %v", err)
-		}
-		t.Skipf("openssl CLI not installed: %v", err)
-	}
+	testpki.RequireTools(t, "openssl")
+	path, _ := exec.LookPath("openssl")
 	return path
 }
 

@@ -308,46 +308,20 @@ var errNoCert = errors.New("no certificate (neither PEM CERTIFICATE blocks nor D
 // parseCerts reads PEM CERTIFICATE blocks, or one DER certificate. Blocks
 // that do not parse are reported in the error; the good ones are returned.
 func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var (
-		certs []*x509.Certificate
-		errs  []string
-		found bool
-	)
-	rest := data
-	for n := 1; ; n++ {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		found = true
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("PEM block %d: %v", n, err))
-			continue
-		}
-		certs = append(certs, c)
-	}
-	if !found {
-		c, err := x509.ParseCertificate(data)
-		if err != nil {
-			return nil, errNoCert
-		}
-		return []*x509.Certificate{c}, nil
-	}
-	if len(errs) > 0 {
-		return certs, errors.New(strings.Join(errs, "; "))
-	}
-	return certs, nil
+	return parseBlocks(data, "CERTIFICATE", x509.ParseCertificate, errNoCert)
 }
 
 // parseCRLs reads PEM "X509 CRL" blocks, or one DER CRL.
 func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
+	return parseBlocks(data, "X509 CRL", x509.ParseRevocationList, errors.New("no CRL (neither PEM X509 CRL blocks nor DER)"))
+}
+
+// parseBlocks parses every PEM block of blockType with parse or, when the
+// data holds no such block, the whole data as one DER object (errNone if
+// that fails too).
+func parseBlocks[T any](data []byte, blockType string, parse func([]byte) (T, error), errNone error) ([]T, error) {
 	var (
-		rls   []*x509.RevocationList
+		out   []T
 		errs  []string
 		found bool
 	)
@@ -358,28 +332,28 @@ func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		if block == nil {
 			break
 		}
-		if block.Type != "X509 CRL" {
+		if block.Type != blockType {
 			continue
 		}
 		found = true
-		rl, err := x509.ParseRevocationList(block.Bytes)
+		v, err := parse(block.Bytes)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("PEM block %d: %v", n, err))
 			continue
 		}
-		rls = append(rls, rl)
+		out = append(out, v)
 	}
 	if !found {
-		rl, err := x509.ParseRevocationList(data)
+		v, err := parse(data)
 		if err != nil {
-			return nil, errors.New("no CRL (neither PEM X509 CRL blocks nor DER)")
+			return nil, errNone
 		}
-		return []*x509.RevocationList{rl}, nil
+		return []T{v}, nil
 	}
 	if len(errs) > 0 {
-		return rls, errors.New(strings.Join(errs, "; "))
+		return out, errors.New(strings.Join(errs, "; "))
 	}
-	return rls, nil
+	return out, nil
 }
 
 var oidDeltaCRLIndicator = asn1.ObjectIdentifier{2, 5, 29, 27}

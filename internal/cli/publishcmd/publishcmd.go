@@ -365,23 +365,12 @@ func verifyCommand(env cli.Env) *ucli.Command {
 			}
 			now := env.Now()
 			pol := trust.Policy{Time: now}
-			switch c.String("crl") {
-			case "require":
-				pol.CRL = trust.CRLRequire
-			case "if-present":
-				pol.CRL = trust.CRLIfPresent
-			case "ignore":
-				pol.CRL = trust.CRLIgnore
-			default:
-				return cli.Usagef("unknown --crl %q: want require, if-present or ignore", c.String("crl"))
+			var err error
+			if pol.CRL, err = trust.ParseCRLPolicy(c.String("crl")); err != nil {
+				return cli.Usagef("--crl: %v", err)
 			}
-			switch c.String("purpose") {
-			case "smime":
-				pol.Purpose = trust.PurposeSMIME
-			case "any":
-				pol.Purpose = trust.PurposeAny
-			default:
-				return cli.Usagef("unknown --purpose %q: want smime or any", c.String("purpose"))
+			if pol.Purpose, err = trust.ParsePurpose(c.String("purpose")); err != nil {
+				return cli.Usagef("--purpose: %v", err)
 			}
 			opts := subscriber.VerifyOptions{Policy: pol, SignatureOnly: c.Bool("signature-only")}
 			if !opts.SignatureOnly {
