@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // maxFileSize caps what Load reads from one file (large CAs publish CRLs of
@@ -242,7 +243,7 @@ func Load(dir string) (*Store, error) {
 
 	for i := range s.cas {
 		ca := &s.cas[i]
-		ca.CRL, ca.CRLFile = s.freshestCRL(ca.Cert)
+		ca.CRL, ca.CRLFile = s.freshestCRL(ca.Cert, time.Time{}) // no reference time: the latest
 		key := dnKey(ca.Subject)
 		ca.HasPolicy = len(s.rules[key]) > 0 || len(s.broken[key]) > 0
 	}
@@ -381,18 +382,26 @@ func onelineOr(raw []byte) string {
 
 // freshestCRL returns the CRL of issuer with the latest ThisUpdate (then the
 // highest CRL number) among those that name issuer and carry its signature.
-func (s *Store) freshestCRL(issuer *x509.Certificate) (*x509.RevocationList, string) {
+// CRLs issued at or before the reference time are preferred: a CRL from the
+// future (a clock difference, or one fetched early) must not hide a current
+// one. Only when every CRL is from the future is one of those returned, so
+// the caller reports it.
+func (s *Store) freshestCRL(issuer *x509.Certificate, at time.Time) (*x509.RevocationList, string) {
 	var (
 		best     *x509.RevocationList
 		bestFile string
 	)
+	current := func(rl *x509.RevocationList) bool { return !rl.ThisUpdate.After(at) }
 	for _, ce := range s.crls {
 		rl := ce.rl
 		if !bytes.Equal(rl.RawIssuer, issuer.RawSubject) || rl.CheckSignatureFrom(issuer) != nil {
 			continue
 		}
-		if best == nil || rl.ThisUpdate.After(best.ThisUpdate) ||
-			rl.ThisUpdate.Equal(best.ThisUpdate) && numberGreater(rl, best) {
+		switch {
+		case best == nil,
+			current(rl) && !current(best),
+			current(rl) == current(best) && (rl.ThisUpdate.After(best.ThisUpdate) ||
+				rl.ThisUpdate.Equal(best.ThisUpdate) && numberGreater(rl, best)):
 			best, bestFile = rl, ce.file
 		}
 	}

@@ -174,6 +174,13 @@ func (s *Store) Verify(leaf *x509.Certificate, intermediates []*x509.Certificate
 	}
 	var first error
 	for _, ch := range chains {
+		ch, err := s.extendToIssuers(ch, p)
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
 		res, err := s.checkChain(ch, p)
 		if err == nil {
 			return res, nil
@@ -183,6 +190,52 @@ func (s *Store) Verify(leaf *x509.Certificate, intermediates []*x509.Certificate
 		}
 	}
 	return nil, first
+}
+
+// extendToIssuers completes a chain that ends at a subordinate CA of the
+// directory with that CA's issuers from the directory. crypto/x509 stops at
+// the subordinate when no full chain verifies (an expired root, a SHA-1
+// signature from the root); accepting the subordinate as the anchor then
+// would skip the root's validity and its CRL, which may revoke the
+// subordinate. So each issuer found by name is appended and must be valid
+// at the reference time and have signed its subordinate with an algorithm
+// Go accepts; the CRL checks then cover the whole chain. A subordinate whose
+// issuer is not in the directory stays the anchor.
+func (s *Store) extendToIssuers(chain []*x509.Certificate, p Policy) ([]*x509.Certificate, error) {
+	for len(chain) <= 16 {
+		top := chain[len(chain)-1]
+		if selfSigned(top) {
+			return chain, nil
+		}
+		var issuer *x509.Certificate
+		var sigErr error
+		for _, ca := range s.cas {
+			if !bytes.Equal(ca.Cert.RawSubject, top.RawIssuer) {
+				continue
+			}
+			if err := top.CheckSignatureFrom(ca.Cert); err != nil {
+				var insecure x509.InsecureAlgorithmError
+				if errors.As(err, &insecure) {
+					sigErr = err
+				}
+				continue
+			}
+			issuer = ca.Cert
+			break
+		}
+		if issuer == nil {
+			if sigErr != nil {
+				return nil, &VerifyError{Subject: onelineOr(top.RawSubject), CAFile: s.fileOf[string(top.Raw)], Err: wrap(ErrInsecureAlgorithm, fmt.Sprintf(
+					"signed by its issuer in the CA directory with %v, which Go refuses, so its revocation cannot be checked; ask the CA for a SHA-2 certificate", top.SignatureAlgorithm))}
+			}
+			return chain, nil
+		}
+		if verr := s.validity(issuer, p); verr != nil {
+			return nil, verr
+		}
+		chain = append(chain, issuer)
+	}
+	return nil, &VerifyError{Subject: onelineOr(chain[0].RawSubject), Err: wrap(ErrUnknownAuthority, "chain too long")}
 }
 
 func (s *Store) checkChain(chain []*x509.Certificate, p Policy) (*Result, error) {
@@ -485,7 +538,7 @@ func (s *Store) checkCRLs(chain []*x509.Certificate, p Policy) error {
 		subject := onelineOr(c.RawSubject)
 		caFile := s.fileOf[string(issuer.Raw)]
 		issuerDN := onelineOr(issuer.RawSubject)
-		rl, file := s.freshestCRL(issuer)
+		rl, file := s.freshestCRL(issuer, p.Time)
 		if rl == nil {
 			if p.CRL == CRLIfPresent {
 				continue

@@ -672,3 +672,54 @@ func TestVerifyUnhandledCriticalExtension(t *testing.T) {
 	_, err := s.Verify(leaf.Cert, nil, Policy{Time: ref, CRL: CRLIgnore})
 	checkErr(t, err, ErrUnknownAuthority, `certificate "/CN=Critical": no valid chain: x509: unhandled critical extension`)
 }
+
+// A subordinate CA in the directory is not a way around its root: with the
+// root expired, crypto/x509 finds only the chain anchored at the
+// subordinate, and the root's CRL revoking the subordinate must still
+// count (review finding: it used to verify).
+func TestVerifySubordinateWithExpiredRoot(t *testing.T) {
+	k := newIntermediatePKI(t, ref.Add(4000*day), false, true)
+	files := map[string][]byte{
+		"root.pem":    certPEM(k.root.Cert),
+		"5ab00001.0":  certPEM(k.sub.Cert),
+		"a0000001.r0": testpki.CRLPEM(k.rootCRL),
+		"5ab00001.r0": testpki.CRLPEM(k.subCRL),
+	}
+	s := load(t, writeDir(t, files))
+	// the root (valid 10 years from ref-365d) is expired at ref+3651d, the
+	// sub and leaf are not; CRLs are ignored to isolate the expiry
+	late := ref.Add(3651 * day)
+	leaf := issue(t, k.sub, &x509.Certificate{RawSubject: dn(t, "/DC=org/DC=clr-test/CN=Late Leaf"), NotBefore: ref, NotAfter: late.Add(day)})
+	sub := k.sub
+	if sub.Cert.NotAfter.Before(late) {
+		t.Fatalf("fixture: sub expires %v", sub.Cert.NotAfter)
+	}
+	_, err := s.Verify(leaf.Cert, nil, Policy{Time: late, CRL: CRLIgnore})
+	checkErr(t, err, ErrExpired, `certificate "/DC=org/DC=clr-test/CN=Root CA": expired`)
+
+	// and at ref, where everything is valid, the root's CRL revokes the sub
+	_, err = s.Verify(k.leaf.Cert, nil, Policy{Time: ref})
+	checkErr(t, err, ErrRevoked, `certificate "/DC=org/DC=clr-test/CN=Sub CA": revoked by CRL `)
+}
+
+// A CRL issued after the reference time must not hide a current one.
+func TestVerifyFutureCRLDoesNotHideCurrent(t *testing.T) {
+	f := fx(t)
+	future, err := f.CA.CRL(9, ref.Add(10*time.Minute), ref.Add(7*day))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := f.CA.CRL(8, ref.Add(-day), ref.Add(7*day))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"ca.pem": certPEM(f.CA.Cert), "91ae41b2.r0": testpki.CRLPEM(current), "91ae41b2.r1": testpki.CRLPEM(future)}
+	s := load(t, writeDir(t, files))
+	if _, err := s.Verify(f.Signer.Cert, nil, Policy{Time: ref}); err != nil {
+		t.Fatalf("current CRL hidden by a future one: %v", err)
+	}
+	// only the future one: reported as not yet valid
+	delete(files, "91ae41b2.r0")
+	_, err = load(t, writeDir(t, files)).Verify(f.Signer.Cert, nil, Policy{Time: ref})
+	checkErr(t, err, ErrCRLNotYetValid)
+}
