@@ -8,56 +8,87 @@ import (
 )
 
 // permute reorders a command line so that flags may follow positional
-// arguments, as in `clr-publish sign --cert C --key K IN.json -o OUT`:
-// urfave/cli v2 stops at the first positional argument. Global flags stay
-// before the subcommand, the subcommand's flags come next, its positional
-// arguments last; everything after "--" is left alone.
+// arguments, as in `clr-publish sign --cert C --key K IN.json -o OUT`, and
+// global flags may follow the subcommand, as in `clr-publish publish -q
+// ...`: urfave/cli v2 stops at the first positional argument and knows
+// global flags only before the subcommand. The result is: program, global
+// flags, subcommand, its flags, "--", its positional arguments. Everything
+// after a "--" given by the user stays a positional argument.
 func permute(app *ucli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	out := []string{args[0]}
+	globals := []string{args[0]}
 	rest := args[1:]
-	// global flags up to the subcommand name
 	i := 0
 	for i < len(rest) && isFlag(rest[i]) {
 		n := flagArity(app.Flags, rest[i])
-		out = append(out, rest[i:min(i+1+n, len(rest))]...)
+		globals = append(globals, rest[i:min(i+1+n, len(rest))]...)
 		i += 1 + n
 	}
 	if i >= len(rest) {
-		return out
+		return globals
 	}
 	cmd := app.Command(rest[i])
 	if cmd == nil {
-		return append(out, rest[i:]...)
+		return append(globals, rest[i:]...)
 	}
-	out = append(out, rest[i])
 	var flags, pos []string
 	tail := rest[i+1:]
 	for j := 0; j < len(tail); j++ {
 		a := tail[j]
 		if a == "--" {
-			pos = append(pos, tail[j:]...)
+			pos = append(pos, tail[j+1:]...)
 			break
 		}
 		if !isFlag(a) {
 			pos = append(pos, a)
 			continue
 		}
-		n := flagArity(cmd.Flags, a)
+		set, list := cmd.Flags, &flags
+		if !hasFlag(cmd.Flags, a) && hasFlag(app.Flags, a) {
+			set, list = app.Flags, &globals
+		}
+		n := flagArity(set, a)
 		end := min(j+1+n, len(tail))
-		flags = append(flags, tail[j:end]...)
+		*list = append(*list, tail[j:end]...)
 		j = end - 1
 	}
-	out = append(out, flags...)
-	if len(pos) > 0 && pos[0] != "--" {
+	out := append(append(globals, rest[i]), flags...)
+	if len(pos) > 0 {
 		out = append(out, "--")
 	}
 	return append(out, pos...)
 }
 
 func isFlag(a string) bool { return len(a) > 1 && a[0] == '-' }
+
+// hasFlag reports whether flag token a names one of flags, including a
+// bundle of single-letter flags (-vv).
+func hasFlag(flags []ucli.Flag, a string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	if lookup(flags, name) != nil {
+		return true
+	}
+	if strings.HasPrefix(a, "--") || len(name) < 2 {
+		return false
+	}
+	for _, r := range name {
+		if lookup(flags, string(r)) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func lookup(flags []ucli.Flag, name string) ucli.Flag {
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
 
 // flagArity is 1 when the flag token a takes its value from the next
 // argument, 0 otherwise.
@@ -66,16 +97,11 @@ func flagArity(flags []ucli.Flag, a string) int {
 	if strings.Contains(name, "=") {
 		return 0
 	}
-	for _, f := range flags {
-		if !slices.Contains(f.Names(), name) {
-			continue
-		}
-		if df, ok := f.(ucli.DocGenerationFlag); ok && df.TakesValue() {
-			return 1
-		}
-		return 0
+	if df, ok := lookup(flags, name).(ucli.DocGenerationFlag); ok && df.TakesValue() {
+		return 1
 	}
-	// bundled short booleans (-vv) or unknown flags: let the parser decide
+	// booleans, bundled short booleans (-vv) and unknown flags: let the
+	// parser decide
 	return 0
 }
 

@@ -10,6 +10,7 @@ import (
 func TestPermute(t *testing.T) {
 	app := &ucli.App{
 		Flags: []ucli.Flag{&ucli.BoolFlag{Name: "verbose", Aliases: []string{"v"}}, &ucli.StringFlag{Name: "database", Aliases: []string{"d"}}},
+		// -q is not global here: an unknown flag stays with the command
 		Commands: []*ucli.Command{{
 			Name: "sign",
 			Flags: []ucli.Flag{
@@ -23,6 +24,7 @@ func TestPermute(t *testing.T) {
 		{[]string{"p", "sign", "--cert", "c", "in.json", "-o", "out"}, []string{"p", "sign", "--cert", "c", "-o", "out", "--", "in.json"}},
 		{[]string{"p", "-v", "-d", "db", "sign", "in", "--keep-dates", "--cert=c"}, []string{"p", "-v", "-d", "db", "sign", "--keep-dates", "--cert=c", "--", "in"}},
 		{[]string{"p", "sign", "--", "-odd", "-o"}, []string{"p", "sign", "--", "-odd", "-o"}},
+		{[]string{"p", "sign", "-q", "in", "-vv", "-v", "--verbose", "-d", "db", "-o", "out"}, []string{"p", "-vv", "-v", "--verbose", "-d", "db", "sign", "-q", "-o", "out", "--", "in"}},
 		{[]string{"p", "nosuch", "x", "-o"}, []string{"p", "nosuch", "x", "-o"}},
 		{[]string{"p", "sign", "-o"}, []string{"p", "sign", "-o"}},
 	} {
