@@ -80,27 +80,42 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 		return nil, ch, fmt.Errorf("list identifier: %w", err)
 	}
 
-	byURI := map[string]imagelist.Image{}
+	// A previous image is the same image when its hv:uri is the same, or
+	// else when its identifier is the one this path gets (the base URI
+	// changed): either way it keeps its identifier, version and curated
+	// fields, so subscribers see no rollback.
+	byURI := map[string]int{}
+	byID := map[string]int{}
 	if prev != nil {
-		for _, img := range prev.Images {
-			byURI[img.URI] = img
+		for i, img := range prev.Images {
+			byURI[img.URI] = i
+			byID[img.Identifier] = i
 		}
 	}
 	images := make([]imagelist.Image, 0, len(entries))
-	seen := map[string]bool{}
+	matched := map[int]bool{}
 	for _, e := range entries {
 		uri := meta.BaseURI + escapePath(e.Path)
 		if e.Kind == Template {
 			uri += "/"
 		}
-		seen[uri] = true
-		old, had := byURI[uri]
-		img := old
+		id, err := uuid5(l.Identifier, e.Path)
+		if err != nil {
+			return nil, ch, err
+		}
+		idx, had := byURI[uri]
 		if !had {
-			id, err := uuid5(l.Identifier, e.Path)
-			if err != nil {
-				return nil, ch, err
-			}
+			idx, had = byID[id]
+		}
+		if had && matched[idx] {
+			had = false // two entries cannot both continue one image
+		}
+		var old, img imagelist.Image
+		if had {
+			matched[idx] = true
+			old = prev.Images[idx]
+			img = old
+		} else {
 			img = imagelist.Image{
 				Identifier: id,
 				Title:      titleFor(e),
@@ -136,8 +151,8 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 		images = append(images, img)
 	}
 	if prev != nil {
-		for _, img := range prev.Images {
-			if !seen[img.URI] {
+		for i, img := range prev.Images {
+			if !matched[i] {
 				ch.Removed = append(ch.Removed, img.URI)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // HashCache remembers the SHA-512 of library files by path, keyed on the
-// file's size, modification time (ns), inode and device. It is safe for
+// file's size, modification and change times (ns), inode and device. It is safe for
 // concurrent use.
 //
 // An entry is trusted only if the file's modification time is more than
@@ -34,13 +35,14 @@ const RacyWindow = 2 * time.Second
 type cacheEntry struct {
 	Size     int64  `json:"size"`
 	Mtime    int64  `json:"mtime_ns"`
+	Ctime    int64  `json:"ctime_ns"`
 	Ino      uint64 `json:"ino"`
 	Dev      uint64 `json:"dev"`
 	SHA512   string `json:"sha512"`
 	HashedAt int64  `json:"hashed_at_ns"`
 }
 
-const cacheVersion = 1
+const cacheVersion = 2 // 2: ctime added
 
 type cacheFile struct {
 	Version int                   `json:"version"`
@@ -70,7 +72,7 @@ func (c *HashCache) lookup(rel string, id fileID) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.Entries[rel]
-	if !ok || e.Size != id.Size || e.Mtime != id.Mtime || e.Ino != id.Ino || e.Dev != id.Dev || len(e.SHA512) != 128 {
+	if !ok || e.Size != id.Size || e.Mtime != id.Mtime || e.Ctime != id.Ctime || e.Ino != id.Ino || e.Dev != id.Dev || len(e.SHA512) != 128 {
 		return "", false
 	}
 	if e.HashedAt-e.Mtime <= int64(RacyWindow) {
@@ -82,7 +84,7 @@ func (c *HashCache) lookup(rel string, id fileID) (string, bool) {
 func (c *HashCache) store(rel string, id fileID, sum string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.Entries[rel] = cacheEntry{Size: id.Size, Mtime: id.Mtime, Ino: id.Ino, Dev: id.Dev, SHA512: sum, HashedAt: now.UnixNano()}
+	c.Entries[rel] = cacheEntry{Size: id.Size, Mtime: id.Mtime, Ctime: id.Ctime, Ino: id.Ino, Dev: id.Dev, SHA512: sum, HashedAt: now.UnixNano()}
 	c.dirty = true
 }
 
@@ -115,7 +117,10 @@ func (c *HashCache) Save() error {
 	if err != nil {
 		return err
 	}
-	if err := fsutil.WriteAtomic(c.path, data, 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+		return fmt.Errorf("hash cache: %w", err)
+	}
+	if err := fsutil.WriteAtomic(c.path, data, 0o600); err != nil {
 		return fmt.Errorf("hash cache: %w", err)
 	}
 	c.dirty = false

@@ -2,9 +2,11 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +86,22 @@ func TestScan(t *testing.T) {
 	}
 }
 
+func TestScanSkipsTemplateWithBadName(t *testing.T) {
+	root := library(t)
+	write(t, root, `bad/a\b.vmdk`, "x")
+	write(t, root, "bad/bad.ovf", "<Envelope/>")
+	entries, st, err := Scan(context.Background(), root, ScanOptions{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 3 || st.Images != 3 {
+		t.Fatalf("%d images, want the 3 good ones", len(entries))
+	}
+	if !slices.ContainsFunc(st.Skipped, func(s Skipped) bool { return s.Path == "bad" && strings.Contains(s.Reason, "backslash") }) {
+		t.Fatalf("bad template not reported: %+v", st.Skipped)
+	}
+}
+
 func TestScanProgress(t *testing.T) {
 	root := library(t)
 	var last Progress
@@ -115,8 +133,8 @@ func TestScanCancelled(t *testing.T) {
 
 func TestScanMissingLibrary(t *testing.T) {
 	_, _, err := Scan(context.Background(), filepath.Join(t.TempDir(), "none"), ScanOptions{})
-	if err == nil {
-		t.Fatal("no error")
+	if !errors.Is(err, ErrLibrary) {
+		t.Fatalf("err = %v, want ErrLibrary", err)
 	}
 }
 
@@ -153,6 +171,15 @@ func TestHashCache(t *testing.T) {
 	write(t, root, "tools.ISO", "ISO")
 	if st := scan(false); st.HashedFiles != 1 {
 		t.Fatalf("changed file: hashed %d", st.HashedFiles)
+	}
+	// new content with the old mtime put back (touch -d, cp -p, rsync -t):
+	// the ctime gives it away
+	vmdk := filepath.Join(root, "web/web-disk1.vmdk")
+	fi, _ := os.Stat(vmdk)
+	os.WriteFile(vmdk, []byte("DISK"), 0o644)
+	os.Chtimes(vmdk, fi.ModTime(), fi.ModTime())
+	if st := scan(false); st.HashedFiles != 1 {
+		t.Fatalf("mtime-restored file: hashed %d, want 1", st.HashedFiles)
 	}
 	// a file modified just now is not trusted from the cache next time
 	p := filepath.Join(root, "a b.qcow2")
@@ -248,6 +275,38 @@ func TestBuildVersions(t *testing.T) {
 	l4, ch, _ := Build(l3, scan(), ListMeta{BaseURI: meta.BaseURI}, t3)
 	if len(l4.Images) != 2 || !slices.Equal(ch.Removed, []string{"https://pub.example/lib/a%20b.qcow2"}) || l4.Version != "3" {
 		t.Errorf("removal: %d images, %+v, version %s", len(l4.Images), ch, l4.Version)
+	}
+}
+
+// Moving the library to another base URI keeps every image's identity,
+// version and curated fields: the same UUID must never go backwards.
+func TestBuildBaseURIChange(t *testing.T) {
+	root := library(t)
+	entries, _, err := Scan(context.Background(), root, ScanOptions{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, _, err := Build(nil, entries, ListMeta{Identifier: listID, BaseURI: "ssh://old:2222/"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1.Images[0].Version = "7"
+	l1.Images[0].OS = "Linux"
+	l2, ch, err := Build(l1, entries, ListMeta{BaseURI: "https://new.example/lib/"}, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Added)+len(ch.Removed) != 0 || len(ch.Updated) != 3 || !ch.NewRelease {
+		t.Fatalf("changes %+v", ch)
+	}
+	for i, img := range l2.Images {
+		old := l1.Images[i]
+		if img.Identifier != old.Identifier || img.Version != old.Version || !img.Created.Equal(old.Created) || img.OS != old.OS {
+			t.Errorf("image %d: %+v\nwas %+v", i, img, old)
+		}
+		if !strings.HasPrefix(img.URI, "https://new.example/lib/") {
+			t.Errorf("uri %s", img.URI)
+		}
 	}
 }
 

@@ -100,9 +100,13 @@ type ScanOptions struct {
 // ErrLibrary wraps problems with the library folder itself.
 var ErrLibrary = errors.New("library")
 
+// fileID is what must stay equal for a cached digest to be reused. The
+// ctime is in it because mtime alone can be put back (touch -d, cp -p,
+// rsync -t, tar) after the content changed; the ctime cannot.
 type fileID struct {
 	Size  int64
 	Mtime int64 // ns
+	Ctime int64 // ns
 	Ino   uint64
 	Dev   uint64
 }
@@ -111,6 +115,7 @@ func statID(fi fs.FileInfo) fileID {
 	id := fileID{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		id.Ino, id.Dev = st.Ino, uint64(st.Dev)
+		id.Ctime = st.Ctim.Nano()
 	}
 	return id
 }
@@ -169,19 +174,23 @@ func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, Stats, e
 	if err := hashAll(ctx, root, entries, opts, &st); err != nil {
 		return nil, st, err
 	}
-	for i := range entries {
-		e := &entries[i]
+	images := entries[:0]
+	for _, e := range entries {
 		if e.Kind == SingleFile {
 			e.Size, e.SHA512 = e.Files[0].Size, e.Files[0].SHA512
+			images = append(images, e)
 			continue
 		}
-		e.Size, e.SHA512, err = imagelist.FilesDigest(e.Files)
-		if err != nil {
-			return nil, st, fmt.Errorf("image %s: %w", e.Path, err)
+		if e.Size, e.SHA512, err = imagelist.FilesDigest(e.Files); err != nil {
+			// e.g. a file name the clr:files rules refuse (a backslash):
+			// the other images are still published
+			st.Skipped = append(st.Skipped, Skipped{e.Path, err.Error()})
+			continue
 		}
+		images = append(images, e)
 	}
-	st.Images = len(entries)
-	return entries, st, nil
+	st.Images = len(images)
+	return images, st, nil
 }
 
 type templateScan struct {
