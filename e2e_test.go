@@ -81,6 +81,7 @@ func setup(env *testscript.Env) error {
 	if err != nil {
 		return err
 	}
+	env.Setenv("XDG_CACHE_HOME", filepath.Join(env.WorkDir, ".cache"))
 	env.Setenv("PKI", pki)
 	env.Setenv("CA_DIR", filepath.Join(pki, "ca"))
 	env.Setenv("ROGUE_DIR", filepath.Join(pki, "rogue"))

@@ -56,8 +56,10 @@ func Verify(raw []byte, opts VerifyOptions) (*Verified, error) {
 	if max == 0 {
 		max = imagelist.DefaultMaxSize
 	}
-	if max > 0 && int64(len(raw)) > max {
-		return nil, fmt.Errorf("signed list is %d bytes: %w (limit %d)", len(raw), imagelist.ErrTooLarge, max)
+	// The cap is on the list; the signed message around it may be larger
+	// (base64 of an opaque message is 4/3 of it, plus the signature).
+	if limit := max*3/2 + 64<<10; max > 0 && int64(len(raw)) > limit {
+		return nil, fmt.Errorf("signed list is %d bytes: %w (limit %d)", len(raw), imagelist.ErrTooLarge, limit)
 	}
 	msg, err := smime.Parse(raw)
 	if err != nil {

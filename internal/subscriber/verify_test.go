@@ -74,6 +74,8 @@ func TestVerify(t *testing.T) {
 		{name: "not json", raw: mustSign(t, []byte("hello"), f.Signer), want: imagelist.ErrNotJSON},
 		{name: "garbage", raw: []byte("not smime"), want: smime.ErrMalformed},
 		{name: "too large", raw: sign(list(nil), f.Signer), opts: func(o *VerifyOptions) { o.MaxSize = 100 }, want: imagelist.ErrTooLarge},
+		{name: "content over the cap in a message under the raw limit", raw: sign(list(func(l *imagelist.List) { l.Description = strings.Repeat("x", 200<<10) }), f.Signer),
+			opts: func(o *VerifyOptions) { o.MaxSize = 150 << 10 }, want: imagelist.ErrTooLarge},
 		{name: "no trust store", raw: sign(list(nil), f.Signer), opts: func(o *VerifyOptions) { o.Trust = nil }, want: errAny},
 		{name: "signature only skips chain and dates", raw: sign(list(func(l *imagelist.List) {
 			l.Expires = now.Add(-time.Hour)

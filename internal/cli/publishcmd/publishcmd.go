@@ -3,8 +3,11 @@
 package publishcmd
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +23,7 @@ import (
 	"github.com/clr-suite/clr/internal/fsutil"
 	"github.com/clr-suite/clr/internal/imagelist"
 	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/smime"
 	"github.com/clr-suite/clr/internal/subscriber"
 	"github.com/clr-suite/clr/internal/trust"
 )
@@ -135,15 +139,20 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 		}
 	}
 	entries, stats, err := publish.Scan(ctx, c.String("library"), opts)
+	if err == nil {
+		cache.Prune(entries)
+	}
+	// Saved even after a failure: the digests of the files that did
+	// hash are good, so a file still being uploaded costs only itself
+	// on the next run, not the whole library.
+	if err := cache.Save(); err != nil {
+		log.Warn("hash cache not saved", "err", err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range stats.Skipped {
-		log.Info("skipped", "path", s.Path, "reason", s.Reason)
-	}
-	cache.Prune(entries)
-	if err := cache.Save(); err != nil {
-		log.Warn("hash cache not saved", "err", err)
+		log.Warn("skipped", "path", s.Path, "reason", s.Reason)
 	}
 	l, changes, err := publish.Build(prev, entries, meta, now)
 	if err != nil {
@@ -256,6 +265,21 @@ func buildCommand(env cli.Env) *ucli.Command {
 	}
 }
 
+// signedMatches reports whether the signed list in file has exactly the
+// content l marshals to.
+func signedMatches(file string, l *imagelist.List) bool {
+	raw, err := fsutil.ReadFileCapped(file, smime.MaxMessageSize)
+	if err != nil {
+		return false
+	}
+	msg, err := smime.Parse(raw)
+	if err != nil {
+		return false
+	}
+	content, err := l.Marshal()
+	return err == nil && bytes.Equal(msg.Content, smime.Canonicalize(content))
+}
+
 // writeFile atomically replaces name, creating its directory.
 func writeFile(name string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
@@ -264,9 +288,18 @@ func writeFile(name string, data []byte) error {
 	return fsutil.WriteAtomic(name, data, 0o644)
 }
 
+// cacheFor is the hash cache file: --hash-cache, else one per library in
+// the user's cache directory (never inside the published tree, which
+// subscribers can read), else next to the output.
 func cacheFor(c *ucli.Context, dir string) string {
 	if f := c.String("hash-cache"); f != "" {
 		return f
+	}
+	if base, err := os.UserCacheDir(); err == nil {
+		if lib, err := filepath.Abs(c.String("library")); err == nil {
+			sum := sha256.Sum256([]byte(lib))
+			return filepath.Join(base, "clr", "publish-hashes-"+hex.EncodeToString(sum[:8])+".json")
+		}
 	}
 	return filepath.Join(dir, hashCache)
 }
@@ -381,10 +414,13 @@ func verifyCommand(env cli.Env) *ucli.Command {
 				if err != nil {
 					return err
 				}
+				for _, p := range store.Problems() {
+					logger(env, c).Warn("CA directory", "problem", p)
+				}
 				opts.Trust = store
 			}
 			file := c.Args().First()
-			raw, err := fsutil.ReadFileCapped(file, imagelist.DefaultMaxSize)
+			raw, err := fsutil.ReadFileCapped(file, smime.MaxMessageSize)
 			if err != nil {
 				return err
 			}
@@ -479,16 +515,35 @@ func publishCommand(env cli.Env) *ucli.Command {
 			}
 			s := newSummary(r, jsonFile)
 			s.Signed = signedFile
+			expires, _ := cli.ParseDuration(c.String("expires-in"))
+			if left := signer.Cert.NotAfter.Sub(now); left < renew {
+				log.Warn("signer certificate expires soon: renew it, lists cannot be signed beyond it",
+					"cert", c.String("cert"), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
+			}
 			if !r.Changes.NewRelease {
-				_, statErr := os.Stat(signedFile)
-				if statErr == nil && r.List.Expires.Sub(now) >= renew {
+				// Nothing changed in the library. What counts is what was
+				// signed: a hand edit of imagelist.json or a `build` into
+				// it is a new release too.
+				same := signedMatches(signedFile, r.List)
+				due := r.List.Expires.Sub(now) < renew
+				if same && !due {
 					return printSummary(env, c, s)
 				}
-				// Re-signing an unchanged list is still a new release:
-				// subscribers refuse new content under an old version.
+				extended := now.Add(expires)
+				if signer.Cert.NotAfter.Before(extended) {
+					extended = signer.Cert.NotAfter
+				}
+				if same && !extended.After(r.List.Expires) {
+					// Re-signing would not extend the list (the signer
+					// certificate ends first): don't churn versions.
+					log.Warn("list due for renewal but the signer certificate cannot extend it",
+						"expires", imagelist.FormatTime(r.List.Expires), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
+					return printSummary(env, c, s)
+				}
+				// Re-signing is still a new release: subscribers refuse
+				// new content under an old version (rule R5).
 				r.List.Version = publish.BumpVersion(r.List.Version)
 			}
-			expires, _ := cli.ParseDuration(c.String("expires-in"))
 			signed, content, err := publish.Sign(r.List, signer, publish.SignOptions{Now: now, ExpiresIn: expires, Digest: digest})
 			if err != nil {
 				return err
