@@ -62,7 +62,7 @@ ls -lR "$L"
 
 say "3. clr-publish publish (hash, build, sign)"
 "$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ \
-	--title "CLR demo library" --cert "$P/signer.pem" --key "$P/signer.key" -o "$D/pub"
+	--title "CLR demo library" --cert "$P/signer.pem" --key "$P/signer.key" --hash-cache "$D/hashes.json" -o "$D/pub"
 
 say "4. clr-publish verify (chain, CRL, endorser, dates)"
 "$BIN/clr-publish" verify --ca-dir "$P/ca" --json "$D/pub/imagelist.smime"
@@ -73,7 +73,7 @@ echo "clr and openssl agree on the signed content"
 
 say "5. a no-change rebuild reads no file"
 "$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ \
-	--cert "$P/signer.pem" --key "$P/signer.key" -o "$D/pub"
+	--cert "$P/signer.pem" --key "$P/signer.key" --hash-cache "$D/hashes.json" -o "$D/pub"
 
 say "the signed list ($D/pub/imagelist.json)"
 cat "$D/pub/imagelist.json"
