@@ -4,20 +4,27 @@
 package clr_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/clr-suite/clr/internal/cli"
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
+	"github.com/clr-suite/clr/internal/cli/servercmd"
 	"github.com/clr-suite/clr/internal/testpki"
 )
 
@@ -40,21 +47,28 @@ func testEnv() cli.Env {
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"clr-publish": func() { os.Exit(publishcmd.Main(testEnv())) },
+		"clr-server":  func() { os.Exit(servercmd.Main(testEnv())) },
 	})
 }
 
 func TestScript(t *testing.T) {
-	testpki.RequireTools(t, "openssl")
+	testpki.RequireTools(t, "openssl", "rsync", "ssh", "script")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_GOLDEN") == "1",
 		Setup:               setup,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":    cmdExits,
-			"timeat":   cmdTimeAt,
-			"backdate": cmdBackdate,
-			"mkfile":   cmdMkfile,
+			"exits":      cmdExits,
+			"timeat":     cmdTimeAt,
+			"backdate":   cmdBackdate,
+			"mkfile":     cmdMkfile,
+			"sshkey":     cmdSSHKey,
+			"freeport":   cmdFreePort,
+			"waitport":   cmdWaitPort,
+			"knownhosts": cmdKnownHosts,
+			"signal":     cmdSignal,
+			"sleep":      cmdSleep,
 		},
 	})
 }
@@ -184,4 +198,83 @@ func cmdMkfile(ts *testscript.TestScript, neg bool, args []string) {
 	p := ts.MkAbs(args[0])
 	ts.Check(os.MkdirAll(filepath.Dir(p), 0o755))
 	ts.Check(os.WriteFile(p, buf, 0o644))
+}
+
+// sshkey NAME COMMENT writes an ed25519 key pair NAME and NAME.pub (an
+// authorized_keys line with COMMENT), as ssh-keygen would.
+func cmdSSHKey(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: sshkey NAME COMMENT")
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	ts.Check(err)
+	block, err := ssh.MarshalPrivateKey(priv, args[1])
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(block), 0o600))
+	signer, err := ssh.NewSignerFromKey(priv)
+	ts.Check(err)
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + args[1] + "\n"
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".pub"), []byte(line), 0o644))
+}
+
+// freeport VAR sets VAR to a TCP port free on 127.0.0.1.
+func cmdFreePort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: freeport VAR")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ts.Setenv(args[0], strconv.Itoa(port))
+}
+
+// waitport ADDR waits (at most 20 s) until ADDR accepts connections.
+func cmdWaitPort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitport ADDR")
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", args[0], time.Second); err == nil {
+			c.Close()
+			return
+		}
+	}
+	ts.Fatalf("%s not listening after 20 s", args[0])
+}
+
+// knownhosts HOSTKEY PORT OUT writes a known_hosts file pinning the public
+// half of the private host key file for [127.0.0.1]:PORT.
+func cmdKnownHosts(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: knownhosts HOSTKEY PORT OUT")
+	}
+	signer, err := ssh.ParsePrivateKey([]byte(ts.ReadFile(args[0])))
+	ts.Check(err)
+	line := "[127.0.0.1]:" + args[1] + " " + string(ssh.MarshalAuthorizedKey(signer.PublicKey()))
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(line), 0o600))
+}
+
+// signal SIG PIDFILE sends HUP, TERM or INT to the process in PIDFILE.
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: signal HUP|TERM|INT PIDFILE")
+	}
+	sig := map[string]syscall.Signal{"HUP": syscall.SIGHUP, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT}[args[0]]
+	if sig == 0 {
+		ts.Fatalf("unknown signal %s", args[0])
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[1])))
+	ts.Check(err)
+	ts.Check(syscall.Kill(pid, sig))
+}
+
+// sleep DURATION pauses the script (for a signal to be handled).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
 }

@@ -23,9 +23,10 @@ var allowed = map[string][]string{
 	"internal/smime":      {"github.com/smallstep/pkcs7"},
 	"internal/publish":    {"internal/imagelist", "internal/smime", "internal/trust", "internal/fsutil"},
 	"internal/subscriber": {"internal/imagelist", "internal/smime", "internal/trust", "internal/store", "internal/transport", "internal/events", "events", "internal/fsutil"},
+	"internal/server":     {"internal/fsutil", "golang.org/x/crypto/ssh"},
 	"internal/testpki":    {},
 	"internal/archtest":   {},
-	"internal/cli":        {"internal/", "events", "github.com/urfave/cli/v2", "golang.org/x/term"},
+	"internal/cli":        {"internal/", "events", "github.com/urfave/cli/v2", "golang.org/x/term", "golang.org/x/crypto/ssh"},
 	"cmd/":                {"internal/cli"},
 }
 

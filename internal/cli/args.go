@@ -106,40 +106,54 @@ func flagArity(flags []ucli.Flag, a string) int {
 }
 
 // enforceRequired replaces urfave's own required-flag check (whose error
-// type is unexported) with one that returns a *UsageError.
-func enforceRequired(cmds []*ucli.Command) {
-	for _, c := range cmds {
-		var required []string
-		for _, f := range c.Flags {
-			if rf, ok := f.(ucli.RequiredFlag); ok && rf.IsRequired() {
-				required = append(required, f.Names()[0])
-				switch t := f.(type) {
-				case *ucli.StringFlag:
-					t.Required = false
-				case *ucli.IntFlag:
-					t.Required = false
-				case *ucli.BoolFlag:
-					t.Required = false
-				case *ucli.StringSliceFlag:
-					t.Required = false
-				}
+// type is unexported) with one that returns a *UsageError, for the app's
+// own action and every command's.
+func enforceRequired(app *ucli.App) {
+	app.Action = requireFlags(app.Flags, app.Action)
+	var walk func([]*ucli.Command)
+	walk = func(cmds []*ucli.Command) {
+		for _, c := range cmds {
+			c.Action = requireFlags(c.Flags, c.Action)
+			walk(c.Subcommands)
+		}
+	}
+	walk(app.Commands)
+}
+
+func requireFlags(flags []ucli.Flag, action ucli.ActionFunc) ucli.ActionFunc {
+	var required []string
+	for _, f := range flags {
+		rf, ok := f.(ucli.RequiredFlag)
+		if !ok || !rf.IsRequired() {
+			continue
+		}
+		required = append(required, f.Names()[0])
+		switch t := f.(type) {
+		case *ucli.StringFlag:
+			t.Required = false
+		case *ucli.IntFlag:
+			t.Required = false
+		case *ucli.BoolFlag:
+			t.Required = false
+		case *ucli.StringSliceFlag:
+			t.Required = false
+		case *ucli.DurationFlag:
+			t.Required = false
+		}
+	}
+	if len(required) == 0 || action == nil {
+		return action
+	}
+	return func(ctx *ucli.Context) error {
+		var missing []string
+		for _, name := range required {
+			if !ctx.IsSet(name) {
+				missing = append(missing, "--"+name)
 			}
 		}
-		if len(required) > 0 && c.Action != nil {
-			action := c.Action
-			c.Action = func(ctx *ucli.Context) error {
-				var missing []string
-				for _, name := range required {
-					if !ctx.IsSet(name) {
-						missing = append(missing, "--"+name)
-					}
-				}
-				if len(missing) > 0 {
-					return Usagef("missing required flag %s", strings.Join(missing, ", "))
-				}
-				return action(ctx)
-			}
+		if len(missing) > 0 {
+			return Usagef("missing required flag %s", strings.Join(missing, ", "))
 		}
-		enforceRequired(c.Subcommands)
+		return action(ctx)
 	}
 }

@@ -101,7 +101,7 @@ func Run(env Env, app *ucli.App, classify func(error) (int, string)) int {
 		c.OnUsageError = app.OnUsageError
 	}
 	app.CommandNotFound = func(c *ucli.Context, cmd string) {}
-	enforceRequired(app.Commands)
+	enforceRequired(app)
 	args := permute(app, env.Args)
 	var err error
 	if name := commandName(app, args); name != "" && app.Command(name) == nil && len(app.Commands) > 0 {

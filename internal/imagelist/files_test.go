@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"github.com/clr-suite/clr/internal/testpki"
 	"math"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clr-suite/clr/internal/testpki"
 )
 
 // The worked example of docs/imagelist.md: an OVF folder of three files,

@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// slowPull starts a bandwidth-limited pull of big.img (KiB/s) and waits
+// until the server runs it.
+func slowPull(t *testing.T, h *harness, kbps string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	var out strings.Builder
+	cmd := exec.Command("rsync", "-a", "--bwlimit="+kbps, "-e", h.rsyncE(), "syncer@127.0.0.1:/big.img", filepath.Join(t.TempDir(), "big.img"))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // rsync and its ssh
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	waitFor(t, "transfer to start", func() bool { return h.srv.Running() == 1 })
+	return cmd, &out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestMaxSessions(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 2), func(c *Config) { c.MaxSessions = 1 })
+	slowPull(t, h, "256")
+	out, err := run(t, "rsync", "-a", "-e", h.rsyncE(), "syncer@127.0.0.1:/tools.iso", t.TempDir())
+	if err == nil || !strings.Contains(out, "clr-server: refused: server busy: 1 transfers running") {
+		t.Fatalf("second transfer not refused: %v\n%s", err, out)
+	}
+}
+
+func TestGracefulShutdownFinishesTransfers(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	cmd, out := slowPull(t, h, "512") // 1 MiB at 512 KiB/s: about 2 s
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		done <- h.srv.Shutdown(ctx)
+	}()
+	// no new connections while draining
+	waitFor(t, "listener to close", func() bool {
+		_, err := run(t, "ssh", append(h.sshArgs(h.key)[1:], "syncer@127.0.0.1", "true")...)
+		return err != nil
+	})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("running transfer broken by shutdown: %v\n%s", err, out)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestShutdownGraceKillsTransfers(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 2), nil)
+	cmd, _ := slowPull(t, h, "64") // would take 30 s
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := h.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown = %v, want the grace period to run out", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("killing took %v", time.Since(start))
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("killed transfer reported success")
+	}
+	if n := h.srv.Running(); n != 0 {
+		t.Fatalf("%d transfers still running", n)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), func(c *Config) { c.IdleTimeout = time.Second })
+	client, err := ssh.Dial("tcp", h.addr.String(), &ssh.ClientConfig{User: "syncer",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(h.signer)}, HostKeyCallback: ssh.FixedHostKey(h.hostKey), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	closed := make(chan error, 1)
+	go func() { closed <- client.Wait() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("idle connection not closed")
+	}
+}
+
+// Reloading authorized_keys applies to new connections only: a running
+// transfer of a removed key finishes.
+func TestReloadKeysKeepsSessions(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	cmd, out := slowPull(t, h, "512")
+	auth := filepath.Join(h.dir, "authorized_keys")
+	if err := os.WriteFile(auth, []byte("# nobody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.srv.cfg.Keys.Reload(); err != nil || n != 0 {
+		t.Fatalf("reload: %d, %v", n, err)
+	}
+	if o, err := run(t, "rsync", "-a", "-e", h.rsyncE(), "syncer@127.0.0.1:/tools.iso", t.TempDir()); err == nil || !strings.Contains(o, "Permission denied") {
+		t.Fatalf("removed key still accepted: %v\n%s", err, o)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("running transfer broken by reload: %v\n%s", err, out)
+	}
+	// a broken file keeps the previous set
+	os.WriteFile(auth, []byte("garbage\n"), 0o600)
+	if _, err := h.srv.cfg.Keys.Reload(); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("garbage accepted: %v", err)
+	}
+}
+
+func TestHostKeyPersists(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "state", "host_key")
+	a, created, err := LoadOrCreateHostKey(p)
+	if err != nil || !created {
+		t.Fatal(err, created)
+	}
+	b, created, err := LoadOrCreateHostKey(p)
+	if err != nil || created {
+		t.Fatal(err, created)
+	}
+	if ssh.FingerprintSHA256(a.PublicKey()) != ssh.FingerprintSHA256(b.PublicKey()) || a.PublicKey().Type() != ssh.KeyAlgoED25519 {
+		t.Fatal("host key changed or not ed25519")
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Fatalf("host key mode %v", st.Mode().Perm())
+	}
+	os.WriteFile(p, []byte("garbage"), 0o600)
+	if _, _, err := LoadOrCreateHostKey(p); err == nil {
+		t.Fatal("garbage host key accepted")
+	}
+}
