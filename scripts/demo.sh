@@ -3,8 +3,12 @@
 #   1. a throwaway CA (with a CRL) and a signer certificate, made with openssl;
 #   2. a small generated template library (an OVF folder, an ISO, a qcow2);
 #   3. clr-publish publish: hash, build the HEPiX list, sign it (S/MIME);
-#   4. clr-publish verify, and openssl smime -verify as an independent check.
-# Later steps of the chain (serve, subscribe, cache, manifests) join as they land.
+#   4. clr-publish verify, and openssl smime -verify as an independent check;
+#   5. a no-change rebuild;
+#   6. clr-server exports the library over rsync/SSH on 127.0.0.1;
+#   7. a "site" pulls it with real rsync + OpenSSH, host key pinned, and checks
+#      every file against the signed SHA-512s.
+# Later steps of the chain (subscribe, cache, manifests) join as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -74,6 +78,40 @@ echo "clr and openssl agree on the signed content"
 say "5. a no-change rebuild reads no file"
 "$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ \
 	--cert "$P/signer.pem" --key "$P/signer.key" --hash-cache "$D/hashes.json" -o "$D/pub"
+
+say "6. clr-server exports the library read-only over rsync/SSH (127.0.0.1)"
+ssh-keygen -q -t ed25519 -N '' -C demo-site -f "$D/site.key"
+cp "$D/site.key.pub" "$D/authorized_keys"
+# port 0: the kernel picks a free port, clr-server prints it
+"$BIN/clr-server" --listen "127.0.0.1:0" --library "$L" --authorized-keys "$D/authorized_keys" \
+	--host-key "$D/server/host_key" --pid-file "$D/server.pid" >"$D/server.out" 2>"$D/server.log" &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' EXIT
+for _ in $(seq 1 100); do grep -q '^clr-server: serving' "$D/server.out" 2>/dev/null && break; sleep 0.1; done
+cat "$D/server.out"
+port=$(sed -n 's/^clr-server: serving .* on 127.0.0.1:\([0-9]*\) .*/\1/p' "$D/server.out")
+[ -n "$port" ] || { echo "clr-server did not start:"; cat "$D/server.log"; exit 1; }
+# the site pins the printed host key
+sed -n 's/^clr-server: known_hosts line: //p' "$D/server.out" | sed "s/^\[HOST\]/[127.0.0.1]/" >"$D/known_hosts"
+
+say "7. a site pulls the templates with rsync and verifies every byte against the signed list"
+SSH="ssh -p $port -i $D/site.key -F /dev/null -o UserKnownHostsFile=$D/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
+rsync -a --stats -e "$SSH" syncer@127.0.0.1:/ "$D/site/" | grep -E 'Number of regular files transferred|Total bytes received'
+fail=0
+while IFS= read -r line; do
+	sum=${line%% *} file=${line#*  }
+	if grep -q "\"sl:checksum:sha512\": \"$sum\"" "$D/verified.json"; then
+		echo "ok    $file"
+	else
+		echo "FAIL  $file"; fail=1
+	fi
+done < <(cd "$D/site" && sha512sum *.iso *.qcow2 centos9-template/*)
+[ "$fail" = 0 ]
+if $SSH syncer@127.0.0.1 'cat /etc/passwd' 2>"$D/refused.txt"; then echo "shell command was not refused"; exit 1; fi
+echo "a shell command is refused: $(cat "$D/refused.txt")"
+kill -TERM "$server"; wait "$server" || true
+trap - EXIT
+echo "server log:"; cat "$D/server.log"
 
 say "the signed list ($D/pub/imagelist.json)"
 cat "$D/pub/imagelist.json"

@@ -154,3 +154,13 @@ func TestHostKeyPersists(t *testing.T) {
 		t.Fatal("garbage host key accepted")
 	}
 }
+
+func TestExampleAuthorizedKeys(t *testing.T) {
+	k, err := LoadKeys("../../examples/sites.authorized_keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := k.Reload(); n != 2 {
+		t.Fatalf("%d keys", n)
+	}
+}
