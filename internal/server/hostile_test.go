@@ -273,3 +273,23 @@ func TestHostile(t *testing.T) {
 		t.Errorf("refusals not logged:\n%.2000s", logs)
 	}
 }
+
+// One connection cannot hold an unbounded number of session channels.
+func TestChannelLimit(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	client, err := ssh.Dial("tcp", h.addr.String(), &ssh.ClientConfig{User: "syncer",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(h.signer)}, HostKeyCallback: ssh.FixedHostKey(h.hostKey), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var refused int
+	for i := 0; i < 3*maxChannelsPerConn; i++ {
+		if _, err := client.NewSession(); err != nil {
+			refused++
+		}
+	}
+	if refused != 2*maxChannelsPerConn {
+		t.Fatalf("%d of %d sessions refused, want %d", refused, 3*maxChannelsPerConn, 2*maxChannelsPerConn)
+	}
+}

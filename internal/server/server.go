@@ -51,6 +51,10 @@ type Config struct {
 	Logger *slog.Logger // nil: discard
 }
 
+// maxChannelsPerConn bounds the session channels one connection may hold
+// open at once (rsync uses one; OpenSSH multiplexing a few).
+const maxChannelsPerConn = 4
+
 // Server serves one library. Create it with New.
 type Server struct {
 	cfg  Config
@@ -266,6 +270,7 @@ func (s *Server) handleConn(nc net.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	var open atomic.Int32 // session channels open on this connection
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			// direct-tcpip (ssh -L/-W), x11, forwarded agent channels...
@@ -273,13 +278,20 @@ func (s *Server) handleConn(nc net.Conn) {
 			nch.Reject(ssh.Prohibited, "clr-server: only rsync pulls are allowed, no forwarding")
 			continue
 		}
+		if open.Load() >= maxChannelsPerConn {
+			log.Warn("refused", "channel", "session", "reason", "too many channels on one connection")
+			nch.Reject(ssh.ResourceShortage, "clr-server: too many sessions on one connection")
+			continue
+		}
 		ch, creqs, err := nch.Accept()
 		if err != nil {
 			continue
 		}
+		open.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer open.Add(-1)
 			s.session(connCtx, ch, creqs, log)
 		}()
 	}
