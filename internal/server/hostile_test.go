@@ -218,7 +218,7 @@ func TestHostile(t *testing.T) {
 		refused("unix socket forwarding", err != nil, "streamlocal opened")
 	}
 	{
-		// a second exec on one channel is not served
+		// a plain command from an x/crypto client
 		s := session()
 		var stderr bytes.Buffer
 		s.Stderr = &stderr
@@ -230,7 +230,7 @@ func TestHostile(t *testing.T) {
 	garbage := map[string][]byte{
 		"http request":        []byte("GET / HTTP/1.0\r\n\r\n"),
 		"random bytes":        pseudoRandom(64<<10, 7),
-		"oversized packet":    append([]byte("SSH-2.0-evil\r\n"), binary.BigEndian.AppendUint32(nil, 0xFFFFFFF0)...),
+		"oversized packet":    append(append([]byte("SSH-2.0-evil\r\n"), binary.BigEndian.AppendUint32(nil, 0xFFFFFFF0)...), 4),
 		"packet of zeros":     append([]byte("SSH-2.0-evil\r\n"), make([]byte, 4096)...),
 		"endless version":     bytes.Repeat([]byte("SSH-2.0-"), 8<<10),
 		"nothing (slowloris)": nil,
@@ -240,11 +240,15 @@ func TestHostile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
 		conn.Write(payload)
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 		_, err = io.Copy(io.Discard, conn) // the server must close it (auth timeout is 2 s)
 		var ne net.Error
 		refused(name, err == nil || !(errors.As(err, &ne) && ne.Timeout()), "connection left open")
+		if name == "oversized packet" && time.Since(start) > time.Second {
+			t.Errorf("oversized packet: closed after %v, not on the length check", time.Since(start))
+		}
 		conn.Close()
 	}
 

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
@@ -64,9 +65,10 @@ type Keys struct {
 	set  atomic.Pointer[map[string]Site]
 }
 
-// LoadKeys reads an OpenSSH authorized_keys file. Options before a key
-// (restrict, command=...) are accepted and ignored: clr-server applies
-// its own restrictions to every key.
+// LoadKeys reads an OpenSSH authorized_keys file. The options restrict
+// and no-* are accepted (clr-server applies them to every key anyway);
+// any other option (from=, command=, expiry-time=...) refuses the file,
+// since ignoring it would grant more than the operator wrote.
 func LoadKeys(path string) (*Keys, error) {
 	k := &Keys{path: path}
 	if _, err := k.Reload(); err != nil {
@@ -101,9 +103,17 @@ func parseAuthorizedKeys(data []byte) (map[string]Site, error) {
 		if len(cur) == 0 || cur[0] == '#' {
 			continue
 		}
-		key, comment, _, _, err := ssh.ParseAuthorizedKey(cur)
+		key, comment, options, _, err := ssh.ParseAuthorizedKey(cur)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		for _, o := range options {
+			// Restrictions are what clr-server applies anyway; options
+			// that would narrow access (from=, expiry-time=, a per-site
+			// command=) cannot be honoured, so refuse rather than widen.
+			if o != "restrict" && !strings.HasPrefix(o, "no-") {
+				return nil, fmt.Errorf("line %d: option %q is not supported (clr-server allows only restrict and no-* options; give each site with other rules its own server)", line, o)
+			}
 		}
 		fp := ssh.FingerprintSHA256(key)
 		if comment == "" {

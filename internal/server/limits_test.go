@@ -164,3 +164,117 @@ func TestExampleAuthorizedKeys(t *testing.T) {
 		t.Fatalf("%d keys", n)
 	}
 }
+
+func dialClient(t *testing.T, h *harness) *ssh.Client {
+	t.Helper()
+	client, err := ssh.Dial("tcp", h.addr.String(), &ssh.ClientConfig{User: "syncer",
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(h.signer)}, HostKeyCallback: ssh.FixedHostKey(h.hostKey), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client
+}
+
+// Review finding: requests piling up on a refused channel blocked the
+// connection's reader, so neither the idle timeout nor shutdown could end it.
+func TestRequestFloodDoesNotWedge(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), func(c *Config) { c.IdleTimeout = time.Second })
+	client := dialClient(t, h)
+	ch, _, err := client.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{"id"}))
+	for i := 0; i < 40; i++ {
+		ch.SendRequest("env", false, ssh.Marshal(struct{ Name, Value string }{"A", "B"}))
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- client.Wait() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("connection wedged: idle timeout did not close it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// An idle authenticated connection does not hold shutdown for the whole
+// grace period, and no transfer starts once shutdown began.
+func TestShutdownClosesIdleConnections(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	client := dialClient(t, h)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("shutdown took %v: %v", time.Since(start), err)
+	}
+	if _, err := client.NewSession(); err == nil {
+		t.Fatal("idle connection still open after shutdown")
+	}
+}
+
+// A transfer killed by the server is not reported to the client as a
+// success (review finding: exit status 0).
+func TestKilledTransferExitStatus(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	client := dialClient(t, h)
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, _ := sess.StdinPipe() // never written: rsync waits for the protocol
+	defer stdin.Close()
+	if err := sess.Start("rsync --server --sender -logDtpre.iLsfxCIvu . /big.img"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "transfer to start", func() bool { return h.srv.Running() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	h.srv.Shutdown(ctx)
+	var ee *ssh.ExitError
+	if err := sess.Wait(); !errors.As(err, &ee) || ee.ExitStatus() != 128+9 {
+		t.Fatalf("killed transfer ended with %v, want exit status 137", err)
+	}
+}
+
+// A key removed by a reload cannot start new transfers on a connection it
+// opened before.
+func TestRevokedKeyOnOpenConnection(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	client := dialClient(t, h)
+	os.WriteFile(filepath.Join(h.dir, "authorized_keys"), []byte("# nobody\n"), 0o600)
+	if _, err := h.srv.cfg.Keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	sess.Stderr = &stderr
+	if err := sess.Run("rsync --server --sender -logDtpre.iLsfxCIvu . /big.img"); err == nil || !strings.Contains(stderr.String(), "key no longer authorized") {
+		t.Fatalf("revoked key ran a transfer: %v %q", err, stderr.String())
+	}
+}
+
+func TestAuthorizedKeysOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts string
+		ok   bool
+	}{
+		{"", true}, {"restrict ", true}, {"restrict,no-pty,no-port-forwarding ", true},
+		{`from="10.0.0.0/8" `, false}, {`command="rrsync -ro /srv/a" `, false}, {`expiry-time="20300101" `, false},
+	} {
+		line := tc.opts + "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDdDOQn+aE127MUHCJdEoBbg/jB38px7VZ6rvWI68/Ek site\n"
+		_, err := parseAuthorizedKeys([]byte(line))
+		if (err == nil) != tc.ok {
+			t.Errorf("options %q: err %v", tc.opts, err)
+		}
+	}
+}

@@ -67,7 +67,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	open      map[*ssh.ServerConn]struct{}
+	open      map[*ssh.ServerConn]*connState
 	draining  bool
 	wg        sync.WaitGroup // running connections
 
@@ -108,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(chan struct{}, cfg.MaxSessions),
 		conns:     make(chan struct{}, cfg.MaxConnections),
 		listeners: map[net.Listener]struct{}{},
-		open:      map[*ssh.ServerConn]struct{}{},
+		open:      map[*ssh.ServerConn]*connState{},
 	}
 	s.killCtx, s.kill = context.WithCancel(context.Background())
 	s.ssh = &ssh.ServerConfig{
@@ -119,7 +119,10 @@ func New(cfg Config) (*Server, error) {
 			if !ok {
 				return nil, fmt.Errorf("unknown key %s", ssh.FingerprintSHA256(key))
 			}
-			return &ssh.Permissions{Extensions: map[string]string{"site": site.Name, "fp": site.Fingerprint}}, nil
+			return &ssh.Permissions{
+				Extensions: map[string]string{"site": site.Name, "fp": site.Fingerprint},
+				ExtraData:  map[any]any{"key": key},
+			}, nil
 		},
 		AuthLogCallback: func(meta ssh.ConnMetadata, method string, err error) {
 			if err != nil && method != "none" {
@@ -132,6 +135,19 @@ func New(cfg Config) (*Server, error) {
 	s.ssh.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
 	s.ssh.AddHostKey(cfg.HostKey)
 	return s, nil
+}
+
+type keyCtx struct{}
+
+// connState is what shutdown needs to know of a connection.
+type connState struct{ transfers atomic.Int32 }
+
+type stateCtx struct{}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }
 
 // Running reports the number of transfers in progress.
@@ -187,18 +203,42 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		// connections without a running transfer have nothing to finish
+		s.mu.Lock()
+		for c, st := range s.open {
+			if st.transfers.Load() == 0 {
+				c.Close()
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		}
+		break
 	}
 	s.kill()
+	// let the killed transfers report their exit status before the
+	// connections go
+	for deadline := time.Now().Add(5 * time.Second); s.Running() > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	s.mu.Lock()
 	for c := range s.open {
 		c.Close()
 	}
 	s.mu.Unlock()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.log.Error("connections still open 10 s after they were closed")
+	}
 	return ctx.Err()
 }
 
@@ -242,7 +282,8 @@ func (s *Server) handleConn(nc net.Conn) {
 		sc.Close()
 		return
 	}
-	s.open[sc] = struct{}{}
+	state := &connState{}
+	s.open[sc] = state
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -266,7 +307,7 @@ func (s *Server) handleConn(nc net.Conn) {
 	}()
 	// connCtx ends when the connection does: a client that goes away
 	// takes its rsync with it.
-	connCtx, cancel := context.WithCancel(s.killCtx)
+	connCtx, cancel := context.WithCancel(context.WithValue(context.WithValue(s.killCtx, keyCtx{}, sc.Permissions.ExtraData["key"]), stateCtx{}, state))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
@@ -308,6 +349,10 @@ func refuse(ch ssh.Channel, log *slog.Logger, what, reason string) {
 
 func (s *Server) session(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request, log *slog.Logger) {
 	defer ch.Close()
+	// Whatever ends the session, its request queue must keep being read:
+	// x/crypto blocks the whole connection (idle timeout and shutdown
+	// included) once 16 unread requests pile up on one channel.
+	defer func() { go ssh.DiscardRequests(reqs) }()
 	for r := range reqs {
 		switch r.Type {
 		case "exec":
@@ -350,6 +395,16 @@ func (s *Server) exec(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Requ
 	if s.cfg.ConfineRoot {
 		opts.ConfineRoot = s.root.Name()
 	}
+	if s.isDraining() {
+		refuse(ch, log, "exec", "server shutting down, try again later")
+		return
+	}
+	if key := ctx.Value(keyCtx{}); key != nil {
+		if _, ok := s.cfg.Keys.Lookup(key.(ssh.PublicKey)); !ok {
+			refuse(ch, log, "exec", "key no longer authorized")
+			return
+		}
+	}
 	cmd, err := ParseCommand(cmdline, opts)
 	if err == nil {
 		err = ConfinePaths(s.root, cmd.Paths)
@@ -367,13 +422,11 @@ func (s *Server) exec(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Requ
 	}
 	s.transfer.Add(1)
 	defer s.transfer.Add(-1)
-	go func() {
-		for r := range reqs { // signals, window-change...: ignored
-			if r.WantReply {
-				r.Reply(false, nil)
-			}
-		}
-	}()
+	if st, ok := ctx.Value(stateCtx{}).(*connState); ok {
+		st.transfers.Add(1)
+		defer st.transfers.Add(-1)
+	}
+	go ssh.DiscardRequests(reqs) // signals, window-change...: ignored
 
 	start := time.Now()
 	proc := exec.CommandContext(ctx, s.cfg.Rsync, cmd.Args...)
@@ -407,13 +460,15 @@ func (s *Server) exec(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Requ
 	code := 0
 	if err != nil {
 		var ee *exec.ExitError
+		code = 255
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
-		} else {
-			code = 255
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				code = 128 + int(ws.Signal()) // as a shell reports it; never 0
+			}
 		}
 	}
-	ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(max(code, 0))}))
+	ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{uint32(code)}))
 	level := slog.LevelInfo
 	if code != 0 {
 		level = slog.LevelWarn

@@ -42,6 +42,7 @@ func newApp(env cli.Env) *ucli.App {
 			&ucli.DurationFlag{Name: "auth-timeout", Value: 20 * time.Second, Usage: "time to complete the SSH handshake and authentication"},
 			&ucli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "close a connection with no traffic for this long"},
 			&ucli.DurationFlag{Name: "shutdown-grace", Value: 2 * time.Minute, Usage: "on SIGTERM, how long running transfers may finish"},
+			&ucli.BoolFlag{Name: "allow-unconfined", Usage: "run with an rsync without --confine-root (< 3.5.0): filter files outside the library become readable"},
 			&ucli.StringFlag{Name: "pid-file", Usage: "write the process id to `FILE` once listening (removed on exit)"},
 			&ucli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more log output (repeatable)", Count: new(int)},
 			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "less log output (repeatable)", Count: new(int)},
@@ -62,6 +63,12 @@ func newApp(env cli.Env) *ucli.App {
 			rs, err := server.ProbeRsync(c.Context, c.String("rsync"))
 			if err != nil {
 				return err
+			}
+			if !rs.ConfineRoot {
+				if !c.Bool("allow-unconfined") {
+					return fmt.Errorf("rsync %s (%s) has no --confine-root (3.5.0): a client could make it read filter files outside the library; install rsync >= 3.5.0 or pass --allow-unconfined", rs.Path, rs.Version)
+				}
+				log.Warn("running rsync without --confine-root", "rsync", rs.Version)
 			}
 			keys, err := server.LoadKeys(c.String("authorized-keys"))
 			if err != nil {
