@@ -25,6 +25,7 @@ import (
 	"github.com/clr-suite/clr/internal/cli"
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
 	"github.com/clr-suite/clr/internal/cli/servercmd"
+	"github.com/clr-suite/clr/internal/server"
 	"github.com/clr-suite/clr/internal/testpki"
 )
 
@@ -45,6 +46,7 @@ func testEnv() cli.Env {
 }
 
 func TestMain(m *testing.M) {
+	server.SandboxMain() // clr-server re-executes this binary around rsync
 	testscript.Main(m, map[string]func(){
 		"clr-publish": func() { os.Exit(publishcmd.Main(testEnv())) },
 		"clr-server":  func() { os.Exit(servercmd.Main(testEnv())) },

@@ -582,6 +582,7 @@ const (
 // TestMain doubles as the gate process: TestRsyncPullEndToEnd runs the
 // test binary as rsync's remote shell with the helper variables set.
 func TestMain(m *testing.M) {
+	SandboxMain() // the harness runs rsync through this binary
 	if lib := os.Getenv(helperLibEnv); lib != "" {
 		os.Exit(runGate(lib, os.Getenv(helperLogEnv), os.Args))
 	}

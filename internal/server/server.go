@@ -42,6 +42,9 @@ type Config struct {
 	Keys        *Keys      // authorized keys
 	Rsync       string     // rsync binary (absolute path)
 	ConfineRoot bool       // rsync supports --confine-root (>= 3.5.0)
+	// Sandbox, if set, is this program's own executable: rsync is then
+	// started through it under Landlock (see SandboxMain).
+	Sandbox string
 
 	MaxSessions    int           // concurrent transfers; 0 -> 16
 	MaxConnections int           // concurrent connections, authenticated or not; 0 -> 4*MaxSessions
@@ -429,7 +432,11 @@ func (s *Server) exec(ctx context.Context, ch ssh.Channel, reqs <-chan *ssh.Requ
 	go ssh.DiscardRequests(reqs) // signals, window-change...: ignored
 
 	start := time.Now()
-	proc := exec.CommandContext(ctx, s.cfg.Rsync, cmd.Args...)
+	bin, argv := s.cfg.Rsync, cmd.Args
+	if s.cfg.Sandbox != "" {
+		bin, argv = s.cfg.Sandbox, append([]string{SandboxArg, s.root.Name(), s.cfg.Rsync}, cmd.Args...)
+	}
+	proc := exec.CommandContext(ctx, bin, argv...)
 	proc.Dir = s.root.Name()
 	proc.Env = []string{"PATH=/usr/bin:/bin", "LANG=C"}
 	proc.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -106,7 +106,13 @@ func newHarness(t *testing.T, lib string, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Library: lib, HostKey: host, Keys: keys, Rsync: info.Path, ConfineRoot: info.ConfineRoot,
+	sandbox := ""
+	if LandlockABI() > 0 {
+		if sandbox, err = os.Executable(); err != nil { // TestMain runs SandboxMain
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{Library: lib, HostKey: host, Keys: keys, Rsync: info.Path, ConfineRoot: info.ConfineRoot, Sandbox: sandbox,
 		AuthTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if mod != nil {
 		mod(&cfg)

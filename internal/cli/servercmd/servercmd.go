@@ -42,6 +42,7 @@ func newApp(env cli.Env) *ucli.App {
 			&ucli.DurationFlag{Name: "auth-timeout", Value: 20 * time.Second, Usage: "time to complete the SSH handshake and authentication"},
 			&ucli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "close a connection with no traffic for this long"},
 			&ucli.DurationFlag{Name: "shutdown-grace", Value: 2 * time.Minute, Usage: "on SIGTERM, how long running transfers may finish"},
+			&ucli.BoolFlag{Name: "no-sandbox", Usage: "do not run rsync in a Landlock domain confined to the library"},
 			&ucli.BoolFlag{Name: "allow-unconfined", Usage: "run with an rsync without --confine-root (< 3.5.0): filter files outside the library become readable"},
 			&ucli.StringFlag{Name: "pid-file", Usage: "write the process id to `FILE` once listening (removed on exit)"},
 			&ucli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more log output (repeatable)", Count: new(int)},
@@ -78,8 +79,16 @@ func newApp(env cli.Env) *ucli.App {
 			if err != nil {
 				return err
 			}
+			sandbox := ""
+			if c.Bool("no-sandbox") {
+				log.Warn("rsync runs without the Landlock sandbox (--no-sandbox)")
+			} else if abi := server.LandlockABI(); abi == 0 {
+				log.Warn("the kernel has no Landlock: rsync runs unsandboxed; keep the library read-only for this user")
+			} else if sandbox, err = os.Executable(); err != nil {
+				return fmt.Errorf("sandbox: %w", err)
+			}
 			srv, err := server.New(server.Config{
-				Library: library, HostKey: hostKey, Keys: keys, Rsync: rs.Path, ConfineRoot: rs.ConfineRoot,
+				Library: library, HostKey: hostKey, Keys: keys, Rsync: rs.Path, ConfineRoot: rs.ConfineRoot, Sandbox: sandbox,
 				MaxSessions: c.Int("max-sessions"), MaxConnections: c.Int("max-connections"),
 				AuthTimeout: c.Duration("auth-timeout"), IdleTimeout: c.Duration("idle-timeout"),
 				Logger: log,
@@ -100,7 +109,7 @@ func newApp(env cli.Env) *ucli.App {
 			// What clients pin: the fingerprint, and a known_hosts line.
 			fmt.Fprintf(env.Stdout, "clr-server: host key %s (%s, %s %s)\n", ssh.FingerprintSHA256(pub), pub.Type(), state, c.String("host-key"))
 			fmt.Fprintf(env.Stdout, "clr-server: known_hosts line: [%s]:%d %s", knownHost(addr), addr.Port, ssh.MarshalAuthorizedKey(pub))
-			fmt.Fprintf(env.Stdout, "clr-server: serving %s read-only on %s (rsync %s, confine-root %v)\n", library, addr, rs.Version, rs.ConfineRoot)
+			fmt.Fprintf(env.Stdout, "clr-server: serving %s read-only on %s (rsync %s, confine-root %v, sandbox %v)\n", library, addr, rs.Version, rs.ConfineRoot, sandbox != "")
 
 			if pf := c.String("pid-file"); pf != "" {
 				if err := fsutil.WriteAtomic(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
