@@ -71,6 +71,7 @@ func TestScript(t *testing.T) {
 			"knownhosts": cmdKnownHosts,
 			"signal":     cmdSignal,
 			"sleep":      cmdSleep,
+			"retry":      cmdRetry,
 		},
 	})
 }
@@ -279,4 +280,20 @@ func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
 	d, err := time.ParseDuration(args[0])
 	ts.Check(err)
 	time.Sleep(d)
+}
+
+// retry PROG ARGS... runs PROG until it succeeds, at most 100 times 100 ms
+// apart (a signal's effect, on a loaded machine).
+func cmdRetry(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 1 {
+		ts.Fatalf("usage: retry PROG [ARGS...]")
+	}
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = ts.Exec(args[0], args[1:]...); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Fatalf("%s still failing after 100 tries: %v", args[0], err)
 }
