@@ -299,3 +299,40 @@ func TestChannelLimit(t *testing.T) {
 		t.Fatalf("%d of %d sessions refused, want %d", refused, 3*maxChannelsPerConn, 2*maxChannelsPerConn)
 	}
 }
+
+// Connections that never authenticate from one address cannot lock out
+// the others (review finding: 64 idle TCP connections refused every site).
+func TestPreAuthFloodFromOneAddress(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), func(c *Config) { c.AuthTimeout = 10 * time.Second; c.MaxConnections = 16 })
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for i := 0; i < 40; i++ { // bounded flood
+		c, err := d.Dial("tcp", h.addr.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 64)); err == io.EOF || (err != nil && !isTimeout(err)) {
+			refused++
+		}
+	}
+	if refused < 40-8 {
+		t.Fatalf("only %d of 40 flood connections refused", refused)
+	}
+	// a site from another address still gets in
+	if out, err := run(t, "rsync", "-a", "-e", h.rsyncE(), "syncer@127.0.0.1:/tools.iso", t.TempDir()); err != nil {
+		t.Fatalf("legitimate pull locked out by the flood: %v\n%s", err, out)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -46,10 +46,11 @@ type Config struct {
 	// started through it under Landlock (see SandboxMain).
 	Sandbox string
 
-	MaxSessions    int           // concurrent transfers; 0 -> 16
-	MaxConnections int           // concurrent connections, authenticated or not; 0 -> 4*MaxSessions
-	AuthTimeout    time.Duration // handshake and authentication; 0 -> 20s
-	IdleTimeout    time.Duration // no traffic at all on a connection; 0 -> 10m
+	MaxSessions     int           // concurrent transfers; 0 -> 16
+	MaxConnections  int           // concurrent connections, authenticated or not; 0 -> 4*MaxSessions
+	MaxPreAuthPerIP int           // connections of one source address still authenticating; 0 -> 8
+	AuthTimeout     time.Duration // handshake and authentication; 0 -> 20s
+	IdleTimeout     time.Duration // no traffic at all on a connection; 0 -> 10m
 
 	Logger *slog.Logger // nil: discard
 }
@@ -69,6 +70,8 @@ type Server struct {
 	conns    chan struct{} // connection slots
 
 	mu        sync.Mutex
+	preauth   map[string]int // source IP -> connections not yet authenticated
+	lastFull  time.Time      // last "too many connections" log line
 	listeners map[net.Listener]struct{}
 	open      map[*ssh.ServerConn]*connState
 	draining  bool
@@ -96,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = 4 * cfg.MaxSessions
 	}
+	if cfg.MaxPreAuthPerIP <= 0 {
+		cfg.MaxPreAuthPerIP = 8
+	}
 	if cfg.AuthTimeout <= 0 {
 		cfg.AuthTimeout = 20 * time.Second
 	}
@@ -111,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(chan struct{}, cfg.MaxSessions),
 		conns:     make(chan struct{}, cfg.MaxConnections),
 		listeners: map[net.Listener]struct{}{},
+		preauth:   map[string]int{},
 		open:      map[*ssh.ServerConn]*connState{},
 	}
 	s.killCtx, s.kill = context.WithCancel(context.Background())
@@ -138,6 +145,49 @@ func New(cfg Config) (*Server, error) {
 	s.ssh.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
 	s.ssh.AddHostKey(cfg.HostKey)
 	return s, nil
+}
+
+// admit counts a new connection from ip against MaxPreAuthPerIP, so one
+// address cannot hold every slot with connections that never authenticate
+// (as OpenSSH's MaxStartups/PerSourceMaxStartups).
+func (s *Server) admit(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.preauth[ip] >= s.cfg.MaxPreAuthPerIP {
+		return false
+	}
+	s.preauth[ip]++
+	return true
+}
+
+func (s *Server) authDone(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.preauth[ip]--; s.preauth[ip] <= 0 {
+		delete(s.preauth, ip)
+	}
+}
+
+// logFull logs a refused connection at most once a second: a flood must
+// not flood the log too.
+func (s *Server) logFull(conn net.Conn, reason string) {
+	s.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(s.lastFull) < time.Second
+	if !quiet {
+		s.lastFull = now
+	}
+	s.mu.Unlock()
+	if !quiet {
+		s.log.Warn("connection refused", "remote", conn.RemoteAddr().String(), "reason", reason, "max_connections", s.cfg.MaxConnections, "max_preauth_per_ip", s.cfg.MaxPreAuthPerIP)
+	}
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
 }
 
 type keyCtx struct{}
@@ -178,10 +228,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		ip := remoteIP(conn)
+		if !s.admit(ip) {
+			s.logFull(conn, "too many unauthenticated connections from this address")
+			conn.Close()
+			continue
+		}
 		select {
 		case s.conns <- struct{}{}:
 		default:
-			s.log.Warn("connection refused: too many connections", "remote", conn.RemoteAddr().String(), "max", s.cfg.MaxConnections)
+			s.authDone(ip)
+			s.logFull(conn, "too many connections")
 			conn.Close()
 			continue
 		}
@@ -271,6 +328,7 @@ func (s *Server) handleConn(nc net.Conn) {
 	conn := &idleConn{Conn: nc}
 	nc.SetDeadline(time.Now().Add(s.cfg.AuthTimeout))
 	sc, chans, reqs, err := ssh.NewServerConn(conn, s.ssh)
+	s.authDone(remoteIP(nc))
 	if err != nil {
 		s.log.Info("connection closed before authentication", "remote", remote, "reason", err.Error())
 		nc.Close()
