@@ -7,10 +7,6 @@ import (
 
 	"github.com/clr-suite/clr/internal/cli"
 	"github.com/clr-suite/clr/internal/cli/servercmd"
-	"github.com/clr-suite/clr/internal/server"
 )
 
-func main() {
-	server.SandboxMain() // the re-executed sandbox around rsync never returns
-	os.Exit(servercmd.Main(cli.OSEnv()))
-}
+func main() { os.Exit(servercmd.Main(cli.OSEnv())) }

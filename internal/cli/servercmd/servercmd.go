@@ -21,8 +21,10 @@ import (
 	"github.com/clr-suite/clr/internal/server"
 )
 
-// Main runs clr-server and returns its exit code.
+// Main runs clr-server and returns its exit code. When the process is the
+// sandbox clr-server re-executes around rsync, Main never returns.
 func Main(env cli.Env) int {
+	server.SandboxMain()
 	return cli.Run(env, newApp(env), nil)
 }
 
