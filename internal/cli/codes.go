@@ -7,6 +7,7 @@ import (
 	"github.com/clr-suite/clr/internal/imagelist"
 	"github.com/clr-suite/clr/internal/publish"
 	"github.com/clr-suite/clr/internal/smime"
+	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/subscriber"
 	"github.com/clr-suite/clr/internal/trust"
 )
@@ -14,14 +15,17 @@ import (
 // Exit codes shared by the suite. The list codes are vmcatcher's
 // (DESIGN section 6); docs/exit-codes.md is the reference.
 const (
-	ExitSignature    = 11 // S/MIME or certificate chain verification failed
-	ExitDNMismatch   = 12 // hv:dn/hv:ca do not match the signer
-	ExitLibrary      = 20 // the publisher's library folder cannot be read
-	ExitSigner       = 21 // signer certificate or key unusable
-	ExitFuture       = 33 // list created in the future
-	ExitExpired      = 34 // list expired
-	ExitNotJSON      = 37 // not JSON (or over the size cap)
-	ExitNotImageList = 38 // JSON but not an image list
+	ExitSignature         = 11 // S/MIME or certificate chain verification failed
+	ExitDNMismatch        = 12 // hv:dn/hv:ca do not match the signer
+	ExitEndorserNotLinked = 13 // the signer is not an endorser linked to the subscription
+	ExitRollback          = 17 // lower hv:version, older dc:date:created, or same-version replay
+	ExitLibrary           = 20 // the publisher's library folder cannot be read
+	ExitSigner            = 21 // signer certificate or key unusable
+	ExitIdentifier        = 31 // the list's dc:identifier is not the subscription's
+	ExitFuture            = 33 // list created in the future
+	ExitExpired           = 34 // list expired
+	ExitNotJSON           = 37 // not JSON (or over the size cap)
+	ExitNotImageList      = 38 // JSON but not an image list
 )
 
 // Classify maps the domain errors of the suite to exit codes and hints.
@@ -32,6 +36,13 @@ func Classify(err error) (int, string) {
 		hint   string
 	}
 	for _, r := range []rule{
+		{subscriber.ErrIdentifierMismatch, ExitIdentifier, "this URL serves another list than the one subscribed; subscribe to it separately"},
+		{subscriber.ErrEndorserNotLinked, ExitEndorserNotLinked, "link the signer's endorser: clr-endorser --link -e ENDORSER -s SUBSCRIPTION"},
+		{subscriber.ErrRollback, ExitRollback, "an older list was served; if the publisher really went back, the operator must reset the floor (R7)"},
+		{subscriber.ErrReplay, ExitRollback, "the list changed without a newer hv:version or dc:date:created: the publisher must raise hv:version"},
+		{store.ErrRollback, ExitRollback, "an older list was served; if the publisher really went back, the operator must reset the floor (R7)"},
+		{imagelist.ErrInvalidTime, ExitNotImageList, ""},
+		{imagelist.ErrInvalidImage, ExitNotImageList, ""},
 		{subscriber.ErrDNMismatch, ExitDNMismatch, "the list's hv:endorser must name the signing certificate's subject and issuer"},
 		{subscriber.ErrListExpired, ExitExpired, "the publisher must re-sign the list"},
 		{subscriber.ErrCreatedInFuture, ExitFuture, "check the clocks of publisher and subscriber"},
