@@ -278,3 +278,14 @@ func TestAuthorizedKeysOptions(t *testing.T) {
 		}
 	}
 }
+
+// OpenSSH clients list chacha20-poly1305 first, which is slow in Go: by
+// default they must end up on AES-GCM.
+func TestOpenSSHNegotiatesAESGCM(t *testing.T) {
+	h := newHarness(t, mkLibrary(t, 1), nil)
+	args := append(h.sshArgs(h.key), "-v", "syncer@127.0.0.1", "true")
+	out, _ := run(t, args[0], args[1:]...)
+	if !strings.Contains(out, "server->client cipher: aes128-gcm@openssh.com") {
+		t.Fatalf("negotiated another cipher:\n%s", out)
+	}
+}

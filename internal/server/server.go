@@ -52,12 +52,17 @@ type Config struct {
 	AuthTimeout     time.Duration // handshake and authentication; 0 -> 20s
 	IdleTimeout     time.Duration // no traffic at all on a connection; 0 -> 10m
 
+	Ciphers []string // nil: DefaultCiphers
+
 	Logger *slog.Logger // nil: discard
 }
 
 // maxChannelsPerConn bounds the session channels one connection may hold
 // open at once (rsync uses one; OpenSSH multiplexing a few).
 const maxChannelsPerConn = 4
+
+// DefaultCiphers are the SSH ciphers clr-server offers unless configured.
+var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
 
 // Server serves one library. Create it with New.
 type Server struct {
@@ -140,9 +145,16 @@ func New(cfg Config) (*Server, error) {
 			}
 		},
 	}
-	// aes128-gcm first: Go's AES-GCM is the fastest cipher through rsync
-	// (research/delta.md 2.8), chacha20-poly1305 the slowest.
-	s.ssh.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
+	// Only AES-GCM by default: the client picks the first of its own
+	// ciphers the server offers, OpenSSH clients list chacha20-poly1305
+	// first, and x/crypto's ChaCha20 (no assembly) is the slowest cipher
+	// through rsync while its AES-GCM (AES-NI) is the fastest
+	// (research/delta.md 2.8; docs/benchmarks.md: 0.74x sshd's throughput
+	// with chacha20, 1.0x with aes128-gcm). Every OpenSSH since 6.2 has it.
+	s.ssh.Ciphers = cfg.Ciphers
+	if len(s.ssh.Ciphers) == 0 {
+		s.ssh.Ciphers = DefaultCiphers
+	}
 	s.ssh.AddHostKey(cfg.HostKey)
 	return s, nil
 }

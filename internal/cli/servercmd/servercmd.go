@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ func newApp(env cli.Env) *ucli.App {
 			&ucli.DurationFlag{Name: "auth-timeout", Value: 20 * time.Second, Usage: "time to complete the SSH handshake and authentication"},
 			&ucli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "close a connection with no traffic for this long"},
 			&ucli.DurationFlag{Name: "shutdown-grace", Value: 2 * time.Minute, Usage: "on SIGTERM, how long running transfers may finish"},
+			&ucli.StringFlag{Name: "ciphers", Value: strings.Join(server.DefaultCiphers, ","), Usage: "SSH ciphers to offer, comma-separated (chacha20-poly1305@openssh.com is much slower in Go)"},
 			&ucli.BoolFlag{Name: "no-sandbox", Usage: "do not run rsync in a Landlock domain confined to the library"},
 			&ucli.BoolFlag{Name: "allow-unconfined", Usage: "run with an rsync without --confine-root (< 3.5.0): filter files outside the library become readable"},
 			&ucli.StringFlag{Name: "pid-file", Usage: "write the process id to `FILE` once listening (removed on exit)"},
@@ -91,6 +93,7 @@ func newApp(env cli.Env) *ucli.App {
 			}
 			srv, err := server.New(server.Config{
 				Library: library, HostKey: hostKey, Keys: keys, Rsync: rs.Path, ConfineRoot: rs.ConfineRoot, Sandbox: sandbox,
+				Ciphers:     strings.Split(c.String("ciphers"), ","),
 				MaxSessions: c.Int("max-sessions"), MaxConnections: c.Int("max-connections"),
 				AuthTimeout: c.Duration("auth-timeout"), IdleTimeout: c.Duration("idle-timeout"),
 				Logger: log,
