@@ -42,6 +42,7 @@ func newApp(env cli.Env) *ucli.App {
 			&ucli.StringFlag{Name: "rsync", Value: "/usr/bin/rsync", Usage: "rsync `BINARY` to run as sender"},
 			&ucli.IntFlag{Name: "max-sessions", Value: 16, Usage: "concurrent transfers"},
 			&ucli.IntFlag{Name: "max-connections", Value: 64, Usage: "concurrent connections, authenticated or not"},
+			&ucli.IntFlag{Name: "max-preauth-per-ip", Value: 8, Usage: "connections from one address still authenticating (raise for many sites behind one NAT)"},
 			&ucli.DurationFlag{Name: "auth-timeout", Value: 20 * time.Second, Usage: "time to complete the SSH handshake and authentication"},
 			&ucli.DurationFlag{Name: "idle-timeout", Value: 10 * time.Minute, Usage: "close a connection with no traffic for this long"},
 			&ucli.DurationFlag{Name: "shutdown-grace", Value: 2 * time.Minute, Usage: "on SIGTERM, how long running transfers may finish"},
@@ -94,7 +95,7 @@ func newApp(env cli.Env) *ucli.App {
 			srv, err := server.New(server.Config{
 				Library: library, HostKey: hostKey, Keys: keys, Rsync: rs.Path, ConfineRoot: rs.ConfineRoot, Sandbox: sandbox,
 				Ciphers:     strings.Split(c.String("ciphers"), ","),
-				MaxSessions: c.Int("max-sessions"), MaxConnections: c.Int("max-connections"),
+				MaxSessions: c.Int("max-sessions"), MaxConnections: c.Int("max-connections"), MaxPreAuthPerIP: c.Int("max-preauth-per-ip"),
 				AuthTimeout: c.Duration("auth-timeout"), IdleTimeout: c.Duration("idle-timeout"),
 				Logger: log,
 			})
