@@ -42,8 +42,9 @@ race:
 tidy-check:
 	$(GO) mod tidy -diff
 
-## bench: throughput and no-change rebuild; writes docs/benchmarks.md.
-bench: tools-demo build
+## bench: hashing throughput and no-change rebuild, then clr-server vs sshd +
+## rrsync (needs root); writes docs/benchmarks.md. BENCH_ONLY=hash|server: one part.
+bench: tools-test build
 	scripts/bench.sh
 
 ## fuzz: a short run of every fuzz target (FUZZTIME=30s for longer).
