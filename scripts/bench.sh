@@ -162,7 +162,7 @@ hash_part() {
 		echo "| --- | --- | --- |"
 		echo "| \`clr-publish build\` with nothing changed | $t_nochange | $hashed (goal: 0) |"
 		echo
-		echo "The no-change rebuild stats every file and compares size, mtime, inode and device with the hash"
+		echo "The no-change rebuild stats every file and compares size, mtime, ctime, inode and device with the hash"
 		echo "cache; no file content is read. The digests of the --rehash run were checked against sha512sum."
 		echo "<!-- /bench:hash -->"
 	} >"$sections/hash.md"
