@@ -184,16 +184,23 @@ func findEndorser(tx *gorm.DB, identifier string) (endorserRow, error) {
 	return row, nil
 }
 
+// findPair looks up an endorser and a subscription (UUID or URL) for a
+// link operation.
+func findPair(tx *gorm.DB, endorser, subscription string) (endorserRow, subscriptionRow, error) {
+	e, err := findEndorser(tx, endorser)
+	if err != nil {
+		return e, subscriptionRow{}, err
+	}
+	sub, err := findSubscription(tx, subscription)
+	return e, sub, err
+}
+
 // Link links an endorser to a subscription (UUID or URL), authorised. An
 // existing link is ErrConflict.
 func (s *Store) Link(ctx context.Context, endorser, subscription string) error {
 	op := fmt.Sprintf("link endorser %q to subscription %q", endorser, subscription)
 	return wrap(op, s.write(ctx, func(tx *gorm.DB) error {
-		e, err := findEndorser(tx, endorser)
-		if err != nil {
-			return err
-		}
-		sub, err := findSubscription(tx, subscription)
+		e, sub, err := findPair(tx, endorser, subscription)
 		if err != nil {
 			return err
 		}
@@ -206,11 +213,7 @@ func (s *Store) Link(ctx context.Context, endorser, subscription string) error {
 func (s *Store) Unlink(ctx context.Context, endorser, subscription string) error {
 	op := fmt.Sprintf("unlink endorser %q from subscription %q", endorser, subscription)
 	return wrap(op, s.write(ctx, func(tx *gorm.DB) error {
-		e, err := findEndorser(tx, endorser)
-		if err != nil {
-			return err
-		}
-		sub, err := findSubscription(tx, subscription)
+		e, sub, err := findPair(tx, endorser, subscription)
 		if err != nil {
 			return err
 		}
