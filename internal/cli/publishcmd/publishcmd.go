@@ -80,9 +80,10 @@ func buildFlags() []ucli.Flag {
 }
 
 type buildResult struct {
-	List    *imagelist.List
-	Changes publish.Changes
-	Stats   publish.Stats
+	ExpiresIn time.Duration // --expires-in, parsed once
+	List      *imagelist.List
+	Changes   publish.Changes
+	Stats     publish.Stats
 }
 
 // build scans the library and makes the list, using prevFile (may not
@@ -167,7 +168,7 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 	for _, p := range changes.Removed {
 		log.Info("removed", "uri", p)
 	}
-	return &buildResult{List: l, Changes: changes, Stats: stats}, nil
+	return &buildResult{ExpiresIn: expires, List: l, Changes: changes, Stats: stats}, nil
 }
 
 // summary is the record build and publish print.
@@ -515,7 +516,7 @@ func publishCommand(env cli.Env) *ucli.Command {
 			}
 			s := newSummary(r, jsonFile)
 			s.Signed = signedFile
-			expires, _ := cli.ParseDuration(c.String("expires-in"))
+			expires := r.ExpiresIn
 			if left := signer.Cert.NotAfter.Sub(now); left < renew {
 				log.Warn("signer certificate expires soon: renew it, lists cannot be signed beyond it",
 					"cert", c.String("cert"), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
