@@ -23,8 +23,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/cli/endorsercmd"
+	"github.com/clr-suite/clr/internal/cli/imagecmd"
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
 	"github.com/clr-suite/clr/internal/cli/servercmd"
+	"github.com/clr-suite/clr/internal/cli/subscribecmd"
 	"github.com/clr-suite/clr/internal/server"
 	"github.com/clr-suite/clr/internal/testpki"
 )
@@ -48,8 +51,11 @@ func testEnv() cli.Env {
 func TestMain(m *testing.M) {
 	server.SandboxMain() // clr-server re-executes this binary around rsync
 	testscript.Main(m, map[string]func(){
-		"clr-publish": func() { os.Exit(publishcmd.Main(testEnv())) },
-		"clr-server":  func() { os.Exit(servercmd.Main(testEnv())) },
+		"clr-publish":   func() { os.Exit(publishcmd.Main(testEnv())) },
+		"clr-server":    func() { os.Exit(servercmd.Main(testEnv())) },
+		"clr-endorser":  func() { os.Exit(endorsercmd.Main(testEnv())) },
+		"clr-subscribe": func() { os.Exit(subscribecmd.Main(testEnv())) },
+		"clr-image":     func() { os.Exit(imagecmd.Main(testEnv())) },
 	})
 }
 

@@ -9,12 +9,17 @@ import (
 	"github.com/clr-suite/clr/internal/smime"
 	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/subscriber"
+	"github.com/clr-suite/clr/internal/transport"
 	"github.com/clr-suite/clr/internal/trust"
 )
 
 // Exit codes shared by the suite. The list codes are vmcatcher's
 // (DESIGN section 6); docs/exit-codes.md is the reference.
 const (
+	ExitNotFound          = 3  // no such endorser, subscription or image
+	ExitConflict          = 4  // already exists, or an ambiguous selector
+	ExitDatabase          = 5  // database busy, of another program, or of a newer clr
+	ExitDownload          = 10 // the list could not be downloaded
 	ExitSignature         = 11 // S/MIME or certificate chain verification failed
 	ExitDNMismatch        = 12 // hv:dn/hv:ca do not match the signer
 	ExitEndorserNotLinked = 13 // the signer is not an endorser linked to the subscription
@@ -22,6 +27,7 @@ const (
 	ExitLibrary           = 20 // the publisher's library folder cannot be read
 	ExitSigner            = 21 // signer certificate or key unusable
 	ExitIdentifier        = 31 // the list's dc:identifier is not the subscription's
+	ExitNewImageRefused   = 32 // the list was accepted, but new images were refused (--imagelist-newimage-refuse)
 	ExitFuture            = 33 // list created in the future
 	ExitExpired           = 34 // list expired
 	ExitNotJSON           = 37 // not JSON (or over the size cap)
@@ -40,6 +46,11 @@ func Classify(err error) (int, string) {
 		{subscriber.ErrEndorserNotLinked, ExitEndorserNotLinked, "link the signer's endorser: clr-endorser --link -e ENDORSER -s SUBSCRIPTION"},
 		{subscriber.ErrRollback, ExitRollback, "an older list was served; if the publisher really went back, the operator must reset the floor (R7)"},
 		{subscriber.ErrReplay, ExitRollback, "the list changed without a newer hv:version or dc:date:created: the publisher must raise hv:version"},
+		{subscriber.ErrEndorserUnknown, ExitEndorserNotLinked, "create the endorser with clr-endorser --create, or subscribe with --auto-endorse"},
+		{subscriber.ErrNewImageRefused, ExitNewImageRefused, "select new images with clr-subscribe --imagelist-newimage-accept or -subscribe"},
+		{subscriber.ErrAlreadySubscribed, ExitConflict, ""},
+		{subscriber.ErrCredentials, ExitFailure, "the file or variable must hold user:password"},
+		{transport.ErrDownload, ExitDownload, ""},
 		{store.ErrRollback, ExitRollback, "an older list was served; if the publisher really went back, the operator must reset the floor (R7)"},
 		{imagelist.ErrInvalidTime, ExitNotImageList, ""},
 		{imagelist.ErrInvalidImage, ExitNotImageList, ""},
@@ -70,6 +81,13 @@ func Classify(err error) (int, string) {
 		{imagelist.ErrNotJSON, ExitNotJSON, ""},
 		{imagelist.ErrNotImageList, ExitNotImageList, ""},
 		{publish.ErrLibrary, ExitLibrary, ""},
+		{store.ErrNotFound, ExitNotFound, ""},
+		{store.ErrConflict, ExitConflict, ""},
+		{store.ErrAmbiguous, ExitConflict, "name the subscription too"},
+		{store.ErrBusy, ExitDatabase, "another clr process held the database too long; retry"},
+		{store.ErrSchemaTooNew, ExitDatabase, ""},
+		{store.ErrForeignSchema, ExitDatabase, ""},
+		{store.ErrInvalid, ExitUsage, ""},
 		{publish.ErrSigner, ExitSigner, ""},
 	} {
 		if errors.Is(err, r.target) {

@@ -246,11 +246,17 @@ func (s *Store) accept(tx *gorm.DB, key string, list ListInstance, images []Imag
 	// Raise the floor. Both parts only rise: the checks above refused
 	// anything lower.
 	res.Floor = Floor{Version: list.Version, Created: list.Created.UTC()}
+	var v Validators
+	if opts.Validators != nil {
+		v = *opts.Validators
+	}
 	err = tx.Model(&subscriptionRow{}).Where("id = ?", sub.ID).Updates(map[string]any{
 		"floor_version":  res.Floor.Version,
 		"floor_created":  res.Floor.Created,
 		"latest_list_id": lr.ID,
 		"updated":        list.Imported.UTC(),
+		"etag":           v.ETag,
+		"last_modified":  v.LastModified,
 	}).Error
 	if err != nil {
 		return res, fmt.Errorf("raise floor: %w", err)

@@ -23,6 +23,10 @@ type migration struct {
 // migrations is the ordered schema history; versions are 1, 2, 3, ...
 var migrations = []migration{
 	{1, "initial schema", execAll(schemaV1...)},
+	{2, "http validators for conditional GET", execAll(
+		`ALTER TABLE subscriptions ADD COLUMN etag TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE subscriptions ADD COLUMN last_modified TEXT NOT NULL DEFAULT ''`,
+	)},
 }
 
 // SchemaVersion is the schema version this program migrates to.

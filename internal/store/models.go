@@ -39,6 +39,8 @@ type subscriptionRow struct {
 	FloorCreated  *time.Time `gorm:"column:floor_created"`
 	Updated       *time.Time `gorm:"column:updated"`
 	LatestListID  *int64     `gorm:"column:latest_list_id"`
+	ETag          string     `gorm:"column:etag"`
+	LastModified  string     `gorm:"column:last_modified"`
 }
 
 func (subscriptionRow) TableName() string { return "subscriptions" }

@@ -252,6 +252,7 @@ func subscriptionDomain(r *subscriptionRow, latest *ListInstance) Subscription {
 		CredentialRef: r.CredentialRef,
 		Floor:         Floor{Version: r.FloorVersion, Created: fromPtr(r.FloorCreated)},
 		Updated:       fromPtr(r.Updated),
+		Validators:    Validators{ETag: r.ETag, LastModified: r.LastModified},
 		LatestList:    latest,
 	}
 }

@@ -128,9 +128,21 @@ type Subscription struct {
 	CredentialRef string
 	Floor         Floor
 	Updated       time.Time // last accepted list (or creation); zero = never
+	// Validators are the HTTP validators of the response that carried
+	// the latest accepted list, for a conditional GET next time.
+	Validators Validators
 	// LatestList is the last accepted list without its Raw bytes, nil
 	// before the first one.
 	LatestList *ListInstance
+}
+
+// Validators are an HTTP response's ETag and Last-Modified, kept so the
+// next update can send a conditional GET. They are stored only with a list
+// that was accepted or found unchanged, so a 304 always means "the latest
+// accepted list".
+type Validators struct {
+	ETag         string
+	LastModified string
 }
 
 // SubscriptionUpdate changes the fields that are set (non-nil).
@@ -234,6 +246,8 @@ type AcceptOptions struct {
 	// CompareVersion orders hv:version values (imagelist.Compare);
 	// required.
 	CompareVersion func(a, b string) int
+	// Validators are stored with the list (nil: cleared).
+	Validators *Validators
 }
 
 // AcceptResult reports what AcceptList changed. Image UUIDs are in list
