@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +81,7 @@ func TestScript(t *testing.T) {
 			"signal":     cmdSignal,
 			"sleep":      cmdSleep,
 			"retry":      cmdRetry,
+			"httpsserve": cmdHTTPSServe,
 		},
 	})
 }
@@ -302,4 +306,59 @@ func cmdRetry(ts *testscript.TestScript, neg bool, args []string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ts.Fatalf("%s still failing after 100 tries: %v", args[0], err)
+}
+
+// httpsserve VAR DIR serves DIR over HTTPS on 127.0.0.1 for the rest of the
+// script: VAR is set to its base URL, $WORK/https-ca.pem holds its
+// certificate (trusted only when a script points SSL_CERT_FILE at it), and
+// $WORK/https.log gets one line per request: method, path, status.
+// Requests for /redirect/P answer 302 to /P; /basic/P needs user "site" and
+// password "s3cret".
+func cmdHTTPSServe(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: httpsserve VAR DIR")
+	}
+	dir := ts.MkAbs(args[1])
+	logPath := ts.MkAbs("https.log")
+	var mu sync.Mutex
+	files := http.FileServer(http.Dir(dir))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/redirect/"):
+			http.Redirect(rec, r, strings.TrimPrefix(r.URL.Path, "/redirect"), http.StatusFound)
+		case strings.HasPrefix(r.URL.Path, "/basic/"):
+			if u, p, ok := r.BasicAuth(); !ok || u != "site" || p != "s3cret" {
+				rec.Header().Set("WWW-Authenticate", `Basic realm="lists"`)
+				http.Error(rec, "unauthorised", http.StatusUnauthorized)
+				break
+			}
+			r.URL.Path = strings.TrimPrefix(r.URL.Path, "/basic")
+			files.ServeHTTP(rec, r)
+		default:
+			files.ServeHTTP(rec, r)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "%s %s %d\n", r.Method, r.URL.Path, rec.status)
+			f.Close()
+		}
+	}))
+	srv.StartTLS()
+	ts.Defer(srv.Close)
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	ts.Check(os.WriteFile(ts.MkAbs("https-ca.pem"), cert, 0o644))
+	ts.Setenv(args[0], srv.URL)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
 }

@@ -74,6 +74,7 @@ func readEnvFile(t *testing.T, path string) map[string]string {
 }
 
 func TestEnvironmentPassedLiterally(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ev := testEvent()
 	r := Runner{
@@ -148,6 +149,7 @@ func TestEnvironmentPassedLiterally(t *testing.T) {
 }
 
 func TestUnpassableValuesLeftOut(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ev := events.Event{Type: events.AvailablePrefix, VO: "a\x00b", ListIdentifier: "L",
 		Image: &events.Image{Identifier: "I", Description: strings.Repeat("d", 1<<20)}}
@@ -168,6 +170,7 @@ func TestUnpassableValuesLeftOut(t *testing.T) {
 }
 
 func TestJSONOnStdin(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	ev := testEvent()
 	res, err := Runner{Command: `cat > in.json`, Dir: dir}.Run(context.Background(), ev)
@@ -193,6 +196,7 @@ func TestJSONOnStdin(t *testing.T) {
 }
 
 func TestNonZeroExit(t *testing.T) {
+	t.Parallel()
 	res, err := Runner{Command: `echo "boom happened"; echo "more detail" >&2; exit 3`}.Run(context.Background(), testEvent())
 	if err == nil {
 		t.Fatal("no error for exit 3")
@@ -220,6 +224,7 @@ func TestNonZeroExit(t *testing.T) {
 }
 
 func TestExitZeroNoError(t *testing.T) {
+	t.Parallel()
 	res, err := Runner{Command: `echo "  hello  "; echo warn >&2`}.Run(context.Background(), testEvent())
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +235,7 @@ func TestExitZeroNoError(t *testing.T) {
 }
 
 func TestCommandNotFound(t *testing.T) {
+	t.Parallel()
 	res, err := Runner{Command: `clr-no-such-hook-command --flag`}.Run(context.Background(), testEvent())
 	he := hookErr(t, err)
 	if he.ExitCode != 127 || res.ExitCode != 127 {
@@ -244,6 +250,7 @@ func TestCommandNotFound(t *testing.T) {
 }
 
 func TestCouldNotStart(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "missing")
 	res, err := Runner{Command: "true", Dir: dir}.Run(context.Background(), testEvent())
 	he := hookErr(t, err)
@@ -298,6 +305,7 @@ func killLeftover(t *testing.T, pidFile string) {
 }
 
 func TestTimeoutKillsProcessGroup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	killLeftover(t, pidFile)
@@ -328,6 +336,7 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 }
 
 func TestTimeoutEscalatesToSIGKILL(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	killLeftover(t, pidFile)
@@ -353,6 +362,7 @@ func TestTimeoutEscalatesToSIGKILL(t *testing.T) {
 }
 
 func TestClosedOutputStillBoundedByTimeout(t *testing.T) {
+	t.Parallel()
 	r := Runner{
 		Command: `echo bye; exec >/dev/null 2>&1 </dev/null; sleep 100`,
 		Timeout: 300 * time.Millisecond,
@@ -371,6 +381,7 @@ func TestClosedOutputStillBoundedByTimeout(t *testing.T) {
 }
 
 func TestBackgroundHoldingOutputAfterExit(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	killLeftover(t, pidFile)
@@ -391,6 +402,7 @@ func TestBackgroundHoldingOutputAfterExit(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
 	killLeftover(t, pidFile)
@@ -434,6 +446,7 @@ func TestContextCancel(t *testing.T) {
 }
 
 func TestBigOutputCapped(t *testing.T) {
+	t.Parallel()
 	// 10 MiB of output; the hook must be drained (it finishes) and only
 	// MaxOutput bytes kept.
 	r := Runner{Command: `head -c 10485760 /dev/zero | tr '\0' x; echo; echo tail >&2; exit 5`, MaxOutput: 1000}
@@ -467,6 +480,7 @@ func TestBigOutputCapped(t *testing.T) {
 }
 
 func TestCapBufferMemory(t *testing.T) {
+	t.Parallel()
 	c := &capBuffer{max: 4096}
 	chunk := make([]byte, 32<<10)
 	for range 320 { // 10 MiB
@@ -483,6 +497,7 @@ func TestCapBufferMemory(t *testing.T) {
 }
 
 func TestHookIgnoringStdinDoesNotBlock(t *testing.T) {
+	t.Parallel()
 	ev := testEvent()
 	ev.Image.Description = strings.Repeat("d", 1<<20) // far more than a pipe buffer
 	for _, cmd := range []string{
@@ -502,6 +517,7 @@ func TestHookIgnoringStdinDoesNotBlock(t *testing.T) {
 }
 
 func TestHookErrorMessage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		e    *HookError
 		want string
@@ -519,6 +535,7 @@ func TestHookErrorMessage(t *testing.T) {
 }
 
 func TestKilledBySignal(t *testing.T) {
+	t.Parallel()
 	res, err := Runner{Command: `echo dying; kill -KILL $$`}.Run(context.Background(), testEvent())
 	he := hookErr(t, err)
 	if res.ExitCode != -1 || he.TimedOut {

@@ -20,6 +20,7 @@ import (
 	"github.com/clr-suite/clr/internal/imagelist"
 	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/subscriber"
+	"github.com/clr-suite/clr/internal/transport"
 	"github.com/clr-suite/clr/internal/trust"
 )
 
@@ -208,7 +209,7 @@ func run(env cli.Env, c *ucli.Context) error {
 				URL: u, AutoEndorse: c.Bool("auto-endorse"), Mode: mode, CredentialRef: c.String("credentials"),
 			})
 			if err != nil {
-				return fmt.Errorf("subscribe to %s: %w", u, err)
+				return fmt.Errorf("subscribe to %s: %w", transport.Redact(u), err)
 			}
 			for _, w := range res.Warnings {
 				log.Warn(w, "subscription", res.Subscription.UUID)
