@@ -42,9 +42,11 @@ race:
 tidy-check:
 	$(GO) mod tidy -diff
 
-## bench: hashing throughput and no-change rebuild, then clr-server vs sshd +
-## rrsync (needs root); writes docs/benchmarks.md. BENCH_ONLY=hash|server: one part.
+## bench: hashing throughput and no-change rebuild, the subscriber on a
+## 10,000-image list, then clr-server vs sshd + rrsync (needs root); writes
+## docs/benchmarks.md. BENCH_ONLY=hash|server|subscribe: one part.
 bench: tools-test build
+	@scripts/need-tools.sh time:/usr/bin/time
 	scripts/bench.sh
 
 ## fuzz: a short run of every fuzz target (FUZZTIME=30s for longer).
