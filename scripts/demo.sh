@@ -8,7 +8,9 @@
 #   6. clr-server exports the library over rsync/SSH on 127.0.0.1;
 #   7. a "site" pulls it with real rsync + OpenSSH, host key pinned, and checks
 #      every file against the signed SHA-512s.
-# Later steps of the chain (subscribe, cache, manifests) join as they land.
+#   8. the site subscribes to the signed list (clr-endorser, clr-subscribe,
+#      clr-image: vmcatcher's commands renamed), updates it and selects images.
+# Later steps of the chain (cache, manifests) join as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -87,6 +89,19 @@ echo "a shell command is refused: $(cat "$D/refused.txt")"
 kill -TERM "$server"; wait "$server" || true
 trap - EXIT
 echo "server log:"; cat "$D/server.log"
+
+say "8. the site subscribes to the signed list and selects its images for the cache"
+export CLR_RDBMS=$D/site.db CLR_DIR_CERT=$P/ca
+"$BIN/clr-subscribe" -s "file://$PWD/$D/pub/imagelist.smime" --auto-endorse
+"$BIN/clr-subscribe" -U
+"$BIN/clr-endorser" -l
+"$BIN/clr-subscribe" -l
+echo "images before selection (uuid, state: 2 = available, subscription):"
+"$BIN/clr-image" -l
+"$BIN/clr-image" -l | cut -f1 | while read -r id; do "$BIN/clr-image" -a -u "$id"; done
+echo "after clr-image -a (state 3 = selected and available):"
+"$BIN/clr-image" -l
+"$BIN/clr-subscribe" -i
 
 say "the signed list ($D/pub/imagelist.json)"
 cat "$D/pub/imagelist.json"

@@ -335,6 +335,9 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 		w.recheck(ctx, sub, &res)
 		return res, fmt.Errorf("update %s: %w", sub.UUID, d.Err)
 	case NoOp:
+		// Warned about when this list was accepted; cron mails every
+		// line, so an unchanged list stays quiet.
+		res.Warnings = nil
 		if resp.ETag != sub.Validators.ETag || resp.LastModified != sub.Validators.LastModified {
 			if err := w.Store.SetValidators(ctx, sub.UUID, store.Validators{ETag: resp.ETag, LastModified: resp.LastModified}); err != nil {
 				return res, err
