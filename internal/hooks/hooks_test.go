@@ -267,7 +267,24 @@ func TestCouldNotStart(t *testing.T) {
 
 // pidGone reports whether pid has exited. A zombie waiting for its new
 // parent (init) to reap it has exited too.
+// pidGone reports whether pid has died, allowing the kernel up to a
+// second to finish a SIGKILL that was sent just before Run returned (the
+// signal is asynchronous; on a loaded machine teardown takes a moment). A
+// process that ignored the kill would still be there after 100 s of sleep.
 func pidGone(pid int) bool {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if pidGoneNow(pid) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func pidGoneNow(pid int) bool {
 	if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
 		return true
 	}
