@@ -64,7 +64,7 @@ func Classify(err error) (int, string) {
 		{trust.ErrExpired, ExitSignature, "a certificate in the chain has expired: the publisher must renew it"},
 		{trust.ErrNotYetValid, ExitSignature, "check this machine's clock"},
 		{trust.ErrUnknownAuthority, ExitSignature, "add the CA that issued the signer to the CA directory"},
-		{trust.ErrNoCAs, ExitSignature, "point --ca-dir at a directory of CA certificates (<hash>.0 or .pem)"},
+		{trust.ErrNoCAs, ExitSignature, "point -c (--ca-dir, --cert-dir, CLR_DIR_CERT) at a directory of CA certificates (<hash>.0 or .pem)"},
 		{trust.ErrPurpose, ExitSignature, "the signer certificate is not for S/MIME signing; --purpose any accepts it (e.g. host certificates)"},
 		{trust.ErrNamespace, ExitSignature, "the CA's signing_policy/namespaces do not allow this subject"},
 		{trust.ErrInsecureAlgorithm, ExitSignature, "Go refuses SHA-1-signed certificates: the CA must issue a SHA-2 certificate"},

@@ -73,7 +73,9 @@ func run(env cli.Env, c *ucli.Context) error {
 		return err
 	}
 	if format == cli.FormatMessage || format == cli.FormatSMIME {
-		return cli.Usagef("--format %s applies to image lists, not endorsers: use lines or json", format)
+		// These formats print signed lists; endorsers have none. A site
+		// that sets VMCATCHER_OUTPUT_FORMAT for all commands gets lines.
+		format = cli.FormatLines
 	}
 	id := strings.TrimSpace(c.String("endorser_uuid"))
 	sub := strings.TrimSpace(c.String("subscription_uuid"))

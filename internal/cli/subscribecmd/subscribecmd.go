@@ -272,7 +272,12 @@ func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log 
 	}
 	ts, err := trust.Load(c.String("cert-dir"))
 	if err != nil {
-		return nil, fmt.Errorf("cert dir: %w", err)
+		// Nothing can verify without CAs: a trust failure (11) with the
+		// hint to point -c at them, whatever the file system said.
+		if !errors.Is(err, trust.ErrNoCAs) {
+			err = fmt.Errorf("%w: %v", trust.ErrNoCAs, err)
+		}
+		return nil, fmt.Errorf("cert dir %s: %w", c.String("cert-dir"), err)
 	}
 	for _, p := range ts.Problems() {
 		log.Debug("CA directory", "problem", p)
@@ -422,21 +427,19 @@ func list(env cli.Env, c *ucli.Context, st *store.Store, format string) error {
 	if err != nil {
 		return err
 	}
-	switch format {
-	case cli.FormatJSON:
+	if format == cli.FormatJSON {
 		out := make([]subJSON, 0, len(subs))
 		for _, s := range subs {
 			out = append(out, toJSON(s))
 		}
 		return cli.WriteJSON(env.Stdout, out)
-	case cli.FormatLines:
-		rows := make([][]string, 0, len(subs))
-		for _, s := range subs {
-			rows = append(rows, []string{s.UUID, pyBool(s.Authorised), trustAnchor(s.URL), s.URL})
-		}
-		return cli.Lines(env, rows)
 	}
-	return cli.Usagef("--list prints lines or json; use --info for --format %s", format)
+	// lines; message and SMIME print signed lists, which only -i shows
+	rows := make([][]string, 0, len(subs))
+	for _, s := range subs {
+		rows = append(rows, []string{s.UUID, pyBool(s.Authorised), trustAnchor(s.URL), s.URL})
+	}
+	return cli.Lines(env, rows)
 }
 
 func info(env cli.Env, c *ucli.Context, st *store.Store, format string, keys []string) error {
