@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -27,6 +30,10 @@ func SubscriberFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "format", Aliases: []string{"f"}, Value: FormatLines, EnvVars: []string{"CLR_OUTPUT_FORMAT", "VMCATCHER_OUTPUT_FORMAT"}, Usage: "output `FORMAT`: lines, json, message or SMIME"},
 		&ucli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "more log output (repeatable)", Count: new(int)},
 		&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "less log output (repeatable)", Count: new(int)},
+		// vmcatcher's logging options: accepted (cron lines keep working),
+		// ignored; clr logs to stderr, -v/-q set the level.
+		&ucli.StringFlag{Name: "log-config", EnvVars: []string{"CLR_LOG_CONF", "VMCATCHER_LOG_CONF"}, Hidden: true},
+		&ucli.BoolFlag{Name: "log-sql-info", Hidden: true},
 	}
 }
 
@@ -50,6 +57,20 @@ func OpenStore(ctx context.Context, env Env, c *ucli.Context) (*store.Store, err
 	dsn := store.ResolveDSN(c.String("database"), env.Getenv, os.Geteuid())
 	if dsn == "" {
 		return nil, Usagef("no database: pass -d PATH or set CLR_RDBMS")
+	}
+	return store.Open(ctx, dsn)
+}
+
+// OpenExistingStore opens the database for actions that only read or
+// change what exists: a mistyped -d is an error, not a new empty database.
+func OpenExistingStore(ctx context.Context, env Env, c *ucli.Context) (*store.Store, error) {
+	dsn := store.ResolveDSN(c.String("database"), env.Getenv, os.Geteuid())
+	path, err := store.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("database %s does not exist (nothing subscribed yet, or a mistyped -d/CLR_RDBMS): %w", path, store.ErrNotFound)
 	}
 	return store.Open(ctx, dsn)
 }
@@ -80,11 +101,37 @@ func OneAction(c *ucli.Context, actions ...Action) (string, error) {
 	return "", Usagef("more than one action selected (--%s): choose one", strings.Join(set, ", --"))
 }
 
-// Lines writes tab-separated rows, one per line.
+// Clean makes a value from a list safe for one field of line output:
+// control characters (tab, newline, ...) become Go escapes, so a
+// description cannot add lines or columns. Everything else is unchanged.
+func Clean(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+// Lines writes tab-separated rows, one per line, each field Cleaned.
 func Lines(env Env, rows [][]string) error {
 	var b strings.Builder
 	for _, r := range rows {
-		b.WriteString(strings.Join(r, "\t"))
+		for i, f := range r {
+			if i > 0 {
+				b.WriteByte('\t')
+			}
+			b.WriteString(Clean(f))
+		}
 		b.WriteByte('\n')
 	}
 	if _, err := fmt.Fprint(env.Stdout, b.String()); err != nil {

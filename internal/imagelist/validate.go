@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Validate applies the checks Parse applies to every image: dc:identifier
@@ -29,6 +30,8 @@ func (img *Image) check(e *ImageError) {
 	bad := func(key, reason string) { e.Invalid = append(e.Invalid, InvalidKey{key, reason}) }
 	if img.Identifier == "" {
 		bad("dc:identifier", "empty")
+	} else if !SafeIdentifier(img.Identifier) {
+		bad("dc:identifier", "holds a control character or '/', or is '.' or '..'")
 	}
 	if !isLowerHex(img.SHA512, 128) {
 		bad("sl:checksum:sha512", "not 128 lower-case hex digits")
@@ -153,6 +156,23 @@ func isLowerHex(s string, n int) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// SafeIdentifier reports whether a dc:identifier can be used as one field
+// of a line of output and as one file name: no control characters (tab,
+// newline, ...), no '/', not "." or "..". Real identifiers are UUIDs; an
+// identifier that fails this could forge lines of `clr-image -l` or
+// escape the cache directory.
+func SafeIdentifier(s string) bool {
+	if s == "" || s == "." || s == ".." || strings.ContainsRune(s, '/') {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
 			return false
 		}
 	}

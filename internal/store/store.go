@@ -143,13 +143,30 @@ func uriEscapePath(p string) string {
 	return b.String()
 }
 
+// redactDSN drops the user information of a URL-style DSN
+// (mysql://user:password@host/db) so errors never print a password.
+func redactDSN(dsn string) string {
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return dsn
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	if i := strings.LastIndexByte(host, '@'); i >= 0 {
+		host = "REDACTED@" + host[i+1:]
+	}
+	if path != "" || strings.Contains(rest, "/") {
+		return scheme + "://" + host + "/" + path
+	}
+	return scheme + "://" + host
+}
+
 // ParseDSN returns the absolute database file path that dsn names (see
 // Open). Other schemes (postgresql://, mysql://), in-memory databases and
 // query parameters are refused with ErrInvalid: the store sets the
 // connection parameters itself.
 func ParseDSN(dsn string) (string, error) {
 	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("database %q: %s: %w", dsn, why, ErrInvalid)
+		return "", fmt.Errorf("database %q: %s: %w", redactDSN(dsn), why, ErrInvalid)
 	}
 	var p string
 	switch {

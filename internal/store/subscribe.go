@@ -28,7 +28,7 @@ type SubscribeRequest struct {
 // failure at any step leaves no subscription, endorser or image behind.
 func (s *Store) Subscribe(ctx context.Context, req SubscribeRequest) (Subscription, AcceptResult, error) {
 	sub := req.Subscription
-	op := fmt.Sprintf("subscribe to %q", sub.UUID)
+	op := fmt.Sprintf("store subscription %q", sub.UUID)
 	switch {
 	case strings.TrimSpace(sub.UUID) == "":
 		return Subscription{}, AcceptResult{}, wrap(op, invalid("empty list identifier"))

@@ -136,7 +136,10 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 
 // Decide reports whether candidate c may replace what the subscription in
 // state st holds, at reference time now. The checks run in vmcatcher's
-// order, so a list that fails several gets vmcatcher's exit code:
+// order, so a list that fails several of them gets vmcatcher's exit code
+// (except that Verify, which runs first, already refuses expired and
+// future lists: expired plus another identifier is 34 here, 31 in
+// vmcatcher):
 //
 //  1. The candidate is complete (list, hash, version) and st pins an
 //     identifier; otherwise Refuse with ErrInvalidInput (exit 1), or
@@ -154,7 +157,9 @@ func (e *PolicyError) Unwrap() error { return e.Err }
 //  6. R5: identical RawSHA512 and LatestSHA512 (hex, any case): NoOp.
 //     The identity, signer and date checks come first on purpose: an
 //     unchanged list that has expired or whose endorser was unlinked is
-//     refused, so the workflow can expire its images (R9).
+//     refused, not silently kept. The workflow expires the images of an
+//     expired or revoked list (R9); an unlinked endorser only stops
+//     further updates (images verified under the old link stay).
 //  7. R5 rollback and replay against the floor, hv:version ordered by
 //     imagelist.Compare (vmcatcher's comparator):
 //     - lower hv:version than FloorVersion: ErrRollback [17];

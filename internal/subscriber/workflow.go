@@ -71,6 +71,9 @@ type Workflow struct {
 	Hook    func(ctx context.Context, ev events.Event) error
 	Logger  *slog.Logger
 	Session string // events' session id
+	// Reprocess: the update mode changed; an unchanged list is applied
+	// again so its refused images are created (vmcatcher's re-process).
+	Reprocess bool
 }
 
 func (w *Workflow) now() time.Time { return w.Policy.Time }
@@ -194,7 +197,7 @@ func (w *Workflow) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscr
 	if err != nil || (u.Scheme != "file" && u.Scheme != "http" && u.Scheme != "https") {
 		return res, fmt.Errorf("subscribe: %w: want a file://, http:// or https:// URL", store.ErrInvalid)
 	}
-	if u.User != nil {
+	if u.User != nil || strings.Contains(u.Opaque, "@") {
 		return res, fmt.Errorf("subscribe: %w: the URL holds credentials, which would be stored in clear; put user:password in a file and pass --credentials file:/path (or env:NAME)", store.ErrInvalid)
 	}
 	if existing, err := w.Store.GetSubscription(ctx, opts.URL); err == nil {
@@ -213,6 +216,13 @@ func (w *Workflow) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscr
 	}
 	w.warnProblems(v)
 	l := v.List
+	if strings.TrimSpace(l.Identifier) == "" || strings.TrimSpace(l.Version) == "" {
+		// A subscription pins dc:identifier (R1) and orders by hv:version (R5).
+		return res, fmt.Errorf("%w: dc:identifier and hv:version must not be empty", imagelist.ErrNotImageList)
+	}
+	if !imagelist.SafeIdentifier(l.Identifier) {
+		return res, fmt.Errorf("%w: dc:identifier %q holds a control character or '/'", imagelist.ErrNotImageList, l.Identifier)
+	}
 	if sub, err := w.Store.GetSubscription(ctx, l.Identifier); err == nil {
 		return res, fmt.Errorf("%w: %s is subscribed from %s", ErrAlreadySubscribed, l.Identifier, sub.URL)
 	}
@@ -287,7 +297,7 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 	res.Subscription = sub.UUID
 	log := w.log().With("subscription", sub.UUID)
 	var validators store.Validators
-	if sub.LatestList != nil {
+	if sub.LatestList != nil && !w.Reprocess {
 		validators = sub.Validators
 	}
 	resp, err := w.fetch(ctx, sub.URL, sub.CredentialRef, validators)
@@ -299,13 +309,17 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 		res.NotModified = true
 		res.Action = NoOp
 		w.recheck(ctx, sub, &res)
-		if res.Invalidated != 0 {
-			res.Action = Refuse
-		}
 		if sub.LatestList != nil {
 			res.Version = sub.LatestList.Version
 		}
+		if err := invalidatedError(sub, res.Invalidated); err != nil {
+			res.Action = Refuse
+			return res, fmt.Errorf("update %s: list not modified: %w", sub.UUID, err)
+		}
 		log.Debug("list not modified")
+		if w.Reprocess {
+			return w.reapply(ctx, sub, res)
+		}
 		return res, nil
 	}
 	v, err := w.verify(resp.Body)
@@ -316,6 +330,7 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 	res.Warnings = append(res.Warnings, problemLines(v)...)
 	principals, err := w.Store.LinkedPrincipals(ctx, sub.UUID)
 	if err != nil {
+		w.recheck(ctx, sub, &res)
 		return res, err
 	}
 	st := State{Identifier: sub.UUID, FloorVersion: sub.Floor.Version, FloorCreated: sub.Floor.Created, URL: sub.URL}
@@ -338,6 +353,9 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 		// Warned about when this list was accepted; cron mails every
 		// line, so an unchanged list stays quiet.
 		res.Warnings = nil
+		if w.Reprocess {
+			return w.reapply(ctx, sub, res)
+		}
 		if resp.ETag != sub.Validators.ETag || resp.LastModified != sub.Validators.LastModified {
 			if err := w.Store.SetValidators(ctx, sub.UUID, store.Validators{ETag: resp.ETag, LastModified: resp.LastModified}); err != nil {
 				return res, err
@@ -352,11 +370,65 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 	})
 	if err != nil {
 		res.Action = Refuse
+		w.recheck(ctx, sub, &res)
 		return res, fmt.Errorf("update %s: %w", sub.UUID, err)
 	}
 	res.Accept = ar
 	log.Info("accepted list", "version", v.List.Version, "new", len(ar.New), "updated", len(ar.Updated), "dropped", len(ar.Dropped), "refused", len(ar.Refused))
 	// Events after commit: the hook sees the database as it now is.
+	w.fireNew(ctx, v.List, append(append([]string(nil), ar.New...), ar.Refused...))
+	if len(ar.Refused) > 0 {
+		return res, &codedError{32, fmt.Errorf("update %s: %w: %s", sub.UUID, ErrNewImageRefused, strings.Join(ar.Refused, ", "))}
+	}
+	return res, nil
+}
+
+// invalidatedError is the error for a subscription whose latest list is
+// (now, or since an earlier run) expired or revoked: an unchanged server
+// must not turn that into success.
+func invalidatedError(sub store.Subscription, now store.ExpiryReason) error {
+	reason := now
+	if l := sub.LatestList; reason == 0 && l != nil {
+		switch {
+		case l.Revoked:
+			reason = store.SignerRevoked
+		case l.Expired:
+			reason = store.ListExpired
+		}
+	}
+	switch reason {
+	case store.ListExpired:
+		return fmt.Errorf("%w: the latest accepted list has expired; its images are unavailable", ErrListExpired)
+	case store.SignerRevoked:
+		return fmt.Errorf("%w: the signer of the latest accepted list; its images are unavailable", trust.ErrRevoked)
+	}
+	return nil
+}
+
+// reapply runs the latest accepted list through the store again, so that
+// a changed update mode (--imagelist-newimage-accept after exit 32)
+// creates the images the list carries but the subscription refused, as
+// vmcatcher's re-process did. The list is verified again at the
+// reference time first; it is recorded as a re-import.
+func (w *Workflow) reapply(ctx context.Context, sub store.Subscription, res UpdateResult) (UpdateResult, error) {
+	l, err := w.Store.LatestList(ctx, sub.UUID)
+	if err != nil {
+		return res, err
+	}
+	v, err := w.verify(l.Raw)
+	if err != nil {
+		w.recheck(ctx, sub, &res)
+		return res, fmt.Errorf("update %s: re-process latest list: %w", sub.UUID, err)
+	}
+	ar, err := w.Store.AcceptList(ctx, sub.UUID, listInstance(v, l.Raw, w.now()), imageInstances(v.List), store.AcceptOptions{
+		NewImages:      sub.UpdateMode,
+		CompareVersion: imagelist.Compare,
+		Validators:     &sub.Validators,
+	})
+	if err != nil {
+		return res, fmt.Errorf("update %s: re-process latest list: %w", sub.UUID, err)
+	}
+	res.Action, res.Accept = Accept, ar
 	w.fireNew(ctx, v.List, append(append([]string(nil), ar.New...), ar.Refused...))
 	if len(ar.Refused) > 0 {
 		return res, &codedError{32, fmt.Errorf("update %s: %w: %s", sub.UUID, ErrNewImageRefused, strings.Join(ar.Refused, ", "))}

@@ -150,10 +150,16 @@ func TestUpdateConditionalGET(t *testing.T) {
 	if got := w.srv.requests[1].ETag; got != `"v1"` {
 		t.Errorf("update sent ETag %q, want the stored one", got)
 	}
-	// A 304 for a list that has meanwhile expired still expires it.
-	res, err = w.workflow(25*time.Hour).Update(ctx, "https://site.example/list")
-	if err != nil || res.Invalidated != store.ListExpired {
-		t.Fatalf("update after expiry: %+v %v", res, err)
+	// A 304 for a list that has meanwhile expired still expires it, and
+	// says so with vmcatcher's code: an unchanged server is no success.
+	for run := 0; run < 2; run++ {
+		res, err = w.workflow(25*time.Hour).Update(ctx, "https://site.example/list")
+		if !errors.Is(err, ErrListExpired) || ExitCode(err) != 34 || !res.NotModified {
+			t.Fatalf("run %d after expiry: %+v %v", run, res, err)
+		}
+		if want := store.ListExpired; run == 0 && res.Invalidated != want {
+			t.Errorf("invalidated %v, want %v", res.Invalidated, want)
+		}
 	}
 	if s := w.states(); s["a"] != 0 {
 		t.Errorf("image state %d after expiry, want 0", s["a"])
@@ -218,6 +224,34 @@ func TestUpdateNewImagesAndHooks(t *testing.T) {
 				t.Errorf("states %v, want %v", got, tt.wantState)
 			}
 		})
+	}
+}
+
+func TestReprocessCreatesRefusedImages(t *testing.T) {
+	w := newWF(t)
+	ctx := context.Background()
+	w.srv.body, w.srv.etag = w.signed("1", w.now.Add(-time.Hour), 24*time.Hour, "a"), `"v1"`
+	w.subscribe(store.NewImagesRefuse)
+	w.srv.body, w.srv.etag = w.signed("2", w.now.Add(-time.Minute), 24*time.Hour, "a", "b"), `"v2"`
+	if _, err := w.workflow(0).Update(ctx, "https://site.example/list"); ExitCode(err) != 32 {
+		t.Fatalf("err %v, want 32", err)
+	}
+	// the operator follows the hint: accept mode, unchanged list
+	mode := store.NewImagesAccept
+	if _, err := w.store.UpdateSubscription(ctx, "https://site.example/list", store.SubscriptionUpdate{UpdateMode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	wf := w.workflow(0)
+	wf.Reprocess = true
+	res, err := wf.Update(ctx, "https://site.example/list")
+	if err != nil || res.Action != Accept || len(res.Accept.New) != 1 || res.Accept.New[0] != "b" {
+		t.Fatalf("reprocess: %+v %v", res, err)
+	}
+	if got := w.srv.requests[len(w.srv.requests)-1].ETag; got != "" {
+		t.Errorf("reprocess sent a conditional GET (ETag %q)", got)
+	}
+	if s := w.states(); s["b"] != 2 {
+		t.Errorf("states %v", s)
 	}
 }
 

@@ -222,11 +222,19 @@ func Redact(rawURL string) string {
 		}
 		return scheme + "://" + cutUserinfo(rest)
 	}
-	if u.User == nil && !strings.Contains(u.Opaque, "@") {
+	if u.User == nil && !strings.Contains(u.Opaque, "@") && u.RawQuery == "" {
 		return rawURL
 	}
 	u.User = nil
 	u.Opaque = cutUserinfo(u.Opaque) // "http:user:pw@host" parses as opaque
+	if u.RawQuery != "" {
+		// ?token=... is a secret as often as user info is: keep the keys.
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"REDACTED"}
+		}
+		u.RawQuery = q.Encode()
+	}
 	return u.String()
 }
 

@@ -21,7 +21,8 @@ const (
 func TestRedact(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"https://lists.example.org/a/list.smime", "https://lists.example.org/a/list.smime"},
-		{"https://alice:s3cret@lists.example.org/a?x=1#f", "https://lists.example.org/a?x=1#f"},
+		{"https://alice:s3cret@lists.example.org/a?x=1#f", "https://lists.example.org/a?x=REDACTED#f"},
+		{"https://lists.example.org/l?token=s3cret&a=b", "https://lists.example.org/l?a=REDACTED&token=REDACTED"},
 		{"https://alice@lists.example.org:8443/a", "https://lists.example.org:8443/a"},
 		{"http://a:b@c@host/p@q", "http://host/p@q"},
 		{"http://@host/", "http://host/"},

@@ -99,7 +99,11 @@ func run(env cli.Env, c *ucli.Context) error {
 		return err
 	}
 	ctx := c.Context
-	st, err := cli.OpenStore(ctx, env, c)
+	open := cli.OpenExistingStore
+	if action == "create" {
+		open = cli.OpenStore
+	}
+	st, err := open(ctx, env, c)
 	if err != nil {
 		return err
 	}
@@ -177,12 +181,12 @@ func run(env cli.Env, c *ucli.Context) error {
 			return cli.WriteJSON(env.Stdout, toJSON(e, ls))
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "endorser.dc:identifier=%s\n", e.UUID)
+		fmt.Fprintf(&b, "endorser.dc:identifier=%s\n", cli.Clean(e.UUID))
 		for _, p := range e.Principals {
-			fmt.Fprintf(&b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", p.SubjectDN, p.IssuerDN)
+			fmt.Fprintf(&b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", cli.Clean(p.SubjectDN), cli.Clean(p.IssuerDN))
 		}
 		for _, l := range ls {
-			fmt.Fprintf(&b, "subscription.dc:identifier=%s\nsubscription.sl:authorised=%s\n", l.Subscription, pyBool(l.Authorised))
+			fmt.Fprintf(&b, "subscription.dc:identifier=%s\nsubscription.sl:authorised=%s\n", cli.Clean(l.Subscription), cli.Clean(pyBool(l.Authorised)))
 		}
 		_, err = fmt.Fprint(env.Stdout, b.String())
 		return err

@@ -53,6 +53,8 @@ func newApp(env cli.Env) *ucli.App {
 		&ucli.StringSliceFlag{Name: "uuid", Aliases: []string{"u"}, Usage: "image `UUID` (dc:identifier); repeatable"},
 		&ucli.StringSliceFlag{Name: "sha512", Aliases: []string{"s"}, Usage: "image `SHA512` (latest, else any earlier version); repeatable"},
 		&ucli.StringFlag{Name: "subscription", Usage: "only images of this subscription `UUID` or URL"},
+		&ucli.StringFlag{Name: "logfile", Aliases: []string{"L"}, Hidden: true, Usage: "vmcatcher option, ignored: clr logs to stderr"},
+		&ucli.StringSliceFlag{Name: "output", Aliases: []string{"o"}, Hidden: true},
 		&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "accepted for vmcatcher compatibility; -f message checks the stored signature without it"},
 	)
 	return &ucli.App{
@@ -87,8 +89,11 @@ func run(env cli.Env, c *ucli.Context) error {
 	if action == "list" && len(refs) > 0 {
 		return cli.Usagef("--list takes no -u/-s (use --info)")
 	}
+	if c.IsSet("output") {
+		return cli.Usagef("--output is a vmcatcher option clr does not support: redirect standard output instead")
+	}
 	ctx := c.Context
-	st, err := cli.OpenStore(ctx, env, c)
+	st, err := cli.OpenExistingStore(ctx, env, c)
 	if err != nil {
 		return err
 	}
@@ -215,16 +220,16 @@ func listFields(l store.ListInstance) [][2]string {
 }
 
 func writeInfoLines(b *strings.Builder, im store.Image, sub store.Subscription, l store.ListInstance) {
-	fmt.Fprintf(b, "imagedef.dc:identifier=%s\nimagedef.cache=%d\nimagedef.state=%d\n", im.UUID, boolInt(im.Selected), im.State())
+	fmt.Fprintf(b, "imagedef.dc:identifier=%s\nimagedef.cache=%d\nimagedef.state=%d\n", cli.Clean(im.UUID), boolInt(im.Selected), im.State())
 	for _, kv := range imageFields(im.Latest) {
-		fmt.Fprintf(b, "image.%s=%s\n", kv[0], kv[1])
+		fmt.Fprintf(b, "image.%s=%s\n", cli.Clean(kv[0]), cli.Clean(kv[1]))
 	}
-	fmt.Fprintf(b, "imagelist.dc:identifier=%s\n", sub.UUID)
+	fmt.Fprintf(b, "imagelist.dc:identifier=%s\n", cli.Clean(sub.UUID))
 	for _, kv := range listFields(l) {
-		fmt.Fprintf(b, "imagelist.%s=%s\n", kv[0], kv[1])
+		fmt.Fprintf(b, "imagelist.%s=%s\n", cli.Clean(kv[0]), cli.Clean(kv[1]))
 	}
-	fmt.Fprintf(b, "subscription.dc:identifier=%s\nsubscription.hv:uri=%s\nsubscription.sl:authorised=%s\n", sub.UUID, sub.URL, pyBool(sub.Authorised))
-	fmt.Fprintf(b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", l.SignerDN, l.IssuerDN)
+	fmt.Fprintf(b, "subscription.dc:identifier=%s\nsubscription.hv:uri=%s\nsubscription.sl:authorised=%s\n", cli.Clean(sub.UUID), cli.Clean(sub.URL), cli.Clean(pyBool(sub.Authorised)))
+	fmt.Fprintf(b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", cli.Clean(l.SignerDN), cli.Clean(l.IssuerDN))
 }
 
 func info(im store.Image, sub store.Subscription, l store.ListInstance) infoJSON {

@@ -86,6 +86,17 @@ func newApp(env cli.Env) *ucli.App {
 		&ucli.DurationFlag{Name: "hook-timeout", Value: hooks.DefaultTimeout, Usage: "kill a hook after this `DURATION`"},
 		&ucli.StringFlag{Name: "credentials", Usage: "with -s: HTTP basic credentials `REF`, file:/path or env:NAME holding user:password (never the secret itself)"},
 		&ucli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up a download after `DURATION`"},
+		// vmcatcher options: accepted so cron lines keep working ...
+		&ucli.StringFlag{Name: "uri-trustanchor-set", Hidden: true, Usage: "ignored: HTTPS servers are always verified"},
+		// ... or refused with what to do instead (unsupported)
+		&ucli.StringFlag{Name: "uri-username-set", Hidden: true},
+		&ucli.StringFlag{Name: "uri-password-set", Hidden: true},
+		&ucli.BoolFlag{Name: "uri-username-clear", Hidden: true},
+		&ucli.BoolFlag{Name: "uri-password-clear", Hidden: true},
+		&ucli.BoolFlag{Name: "image-list", Hidden: true},
+		&ucli.StringSliceFlag{Name: "image-accept", Hidden: true},
+		&ucli.StringSliceFlag{Name: "image-refuse", Hidden: true},
+		&ucli.StringSliceFlag{Name: "output", Aliases: []string{"o"}, Hidden: true},
 	)
 	return &ucli.App{
 		Name:                      "clr-subscribe",
@@ -109,8 +120,8 @@ func action(c *ucli.Context) (string, error) {
 	}
 	switch len(set) {
 	case 0:
-		if _, ok, _ := newImageMode(c); ok {
-			return "set-mode", nil
+		if _, ok, _ := newImageMode(c); ok || c.IsSet("credentials") {
+			return "set", nil
 		}
 		return "", cli.Usagef("no action selected: choose one of -s/--subscribe, -U/--update, -l/--list, -i/--info, -D/--delete, --reset-floor")
 	case 1:
@@ -142,6 +153,9 @@ func newImageMode(c *ucli.Context) (store.UpdateMode, bool, error) {
 }
 
 func run(env cli.Env, c *ucli.Context) error {
+	if err := unsupported(c); err != nil {
+		return err
+	}
 	act, err := action(c)
 	if err != nil {
 		return err
@@ -154,8 +168,20 @@ func run(env cli.Env, c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	credSet := c.IsSet("credentials")
+	cred := strings.TrimSpace(c.String("credentials"))
+	if credSet {
+		// Checked before anything is fetched; the value may be a pasted
+		// secret, so the error does not repeat it.
+		if err := store.CheckCredentialRef(cred); err != nil {
+			return cli.Usagef("--credentials: want file:/absolute/path or env:NAME (\"\" to clear)")
+		}
+		if act != "subscribe" && act != "set" {
+			return cli.Usagef("--credentials goes with -s URL, or alone with -u/-r to change a subscription's")
+		}
+	}
 	selectors := append(append([]string(nil), c.StringSlice("uuid")...), c.StringSlice("uri")...)
-	if (act == "delete" || act == "reset-floor" || act == "set-mode") && len(selectors) == 0 {
+	if (act == "delete" || act == "reset-floor" || act == "set") && len(selectors) == 0 {
 		return cli.Usagef("--%s needs a subscription: -u UUID or -r URL", act)
 	}
 	if act == "subscribe" && len(selectors) > 0 {
@@ -164,7 +190,12 @@ func run(env cli.Env, c *ucli.Context) error {
 	ctx := c.Context
 	now := env.Now()
 	log := env.Logger(c.Count("verbose"), c.Count("quiet"))
-	st, err := cli.OpenStore(ctx, env, c)
+	var st *store.Store
+	if act == "list" || act == "info" || act == "delete" || act == "reset-floor" || act == "set" {
+		st, err = cli.OpenExistingStore(ctx, env, c)
+	} else {
+		st, err = cli.OpenStore(ctx, env, c)
+	}
 	if err != nil {
 		return err
 	}
@@ -194,8 +225,21 @@ func run(env cli.Env, c *ucli.Context) error {
 				"old_version", old.Version, "old_created", imagelist.FormatTime(old.Created))
 		}
 		return nil
-	case "set-mode":
-		return setMode(ctx, st, selectors, mode, log)
+	case "set":
+		if modeSet {
+			if err := setMode(ctx, st, selectors, mode, log); err != nil {
+				return err
+			}
+		}
+		if credSet {
+			for _, key := range selectors {
+				if _, err := st.UpdateSubscription(ctx, key, store.SubscriptionUpdate{CredentialRef: &cred}); err != nil {
+					return err
+				}
+				log.Info("credentials reference set", "subscription", key, "credentials", cred)
+			}
+		}
+		return nil
 	}
 
 	// subscribe and update verify lists.
@@ -206,7 +250,7 @@ func run(env cli.Env, c *ucli.Context) error {
 	if act == "subscribe" {
 		for _, u := range c.StringSlice("subscribe") {
 			res, err := wf.Subscribe(ctx, subscriber.SubscribeOptions{
-				URL: u, AutoEndorse: c.Bool("auto-endorse"), Mode: mode, CredentialRef: c.String("credentials"),
+				URL: u, AutoEndorse: c.Bool("auto-endorse"), Mode: mode, CredentialRef: cred,
 			})
 			if err != nil {
 				return fmt.Errorf("subscribe to %s: %w", transport.Redact(u), err)
@@ -221,6 +265,12 @@ func run(env cli.Env, c *ucli.Context) error {
 					if err := setMode(ctx, st, []string{res.Subscription.UUID}, mode, log); err != nil {
 						return err
 					}
+				}
+				if credSet {
+					if _, err := st.UpdateSubscription(ctx, res.Subscription.UUID, store.SubscriptionUpdate{CredentialRef: &cred}); err != nil {
+						return err
+					}
+					log.Info("credentials reference set", "subscription", res.Subscription.UUID, "credentials", cred)
 				}
 			default:
 				if res.NewEndorser != "" {
@@ -247,6 +297,9 @@ func run(env cli.Env, c *ucli.Context) error {
 		if err := setMode(ctx, st, keys, mode, log); err != nil {
 			return err
 		}
+		// vmcatcher re-processed the lists when the mode changed, so
+		// images refused before (exit 32) are created now.
+		wf.Reprocess = true
 	}
 	return update(ctx, st, wf, selectors, log)
 }
@@ -294,7 +347,11 @@ func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log 
 		Getenv: env.Getenv, Logger: log, Session: session(now),
 	}
 	if cmd := c.String("execute"); cmd != "" {
-		r := hooks.Runner{Command: cmd, Timeout: c.Duration("hook-timeout"), Environ: os.Environ()}
+		environ, err := hookEnviron(c.Context, st)
+		if err != nil {
+			return nil, err
+		}
+		r := hooks.Runner{Command: cmd, Timeout: c.Duration("hook-timeout"), Environ: environ}
 		wf.Hook = func(ctx context.Context, ev events.Event) error {
 			res, err := r.Run(ctx, ev)
 			if err == nil {
@@ -304,6 +361,51 @@ func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log 
 		}
 	}
 	return wf, nil
+}
+
+// hookEnviron is the process environment without the variables that
+// subscriptions name as credential references (env:NAME): a hook never
+// sees a list password.
+func hookEnviron(ctx context.Context, st *store.Store) ([]string, error) {
+	subs, err := st.ListSubscriptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	secret := map[string]bool{}
+	for _, s := range subs {
+		if name, ok := strings.CutPrefix(s.CredentialRef, "env:"); ok {
+			secret[name] = true
+		}
+	}
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !secret[name] {
+			out = append(out, kv)
+		}
+	}
+	return out, nil
+}
+
+// unsupported gives vmcatcher options clr does not take a message that
+// says what to do instead (they are hidden flags, so a cron line using
+// them fails with this line, not with "flag provided but not defined").
+func unsupported(c *ucli.Context) error {
+	for _, u := range []struct{ flag, instead string }{
+		{"uri-username-set", "clr never stores credentials: put user:password in a file and pass --credentials file:/path -u UUID"},
+		{"uri-password-set", "clr never stores credentials: put user:password in a file and pass --credentials file:/path -u UUID"},
+		{"uri-username-clear", "use --credentials \"\" -u UUID"},
+		{"uri-password-clear", "use --credentials \"\" -u UUID"},
+		{"image-list", "use clr-image -l --subscription UUID"},
+		{"image-accept", "use clr-image -a -u IMAGE"},
+		{"image-refuse", "use clr-image -r -u IMAGE"},
+		{"output", "redirect standard output instead (clr-subscribe -i -u UUID -f SMIME > FILE)"},
+	} {
+		if c.IsSet(u.flag) {
+			return cli.Usagef("--%s is a vmcatcher option clr does not support: %s", u.flag, u.instead)
+		}
+	}
+	return nil
 }
 
 func session(now time.Time) string {
@@ -486,31 +588,31 @@ func info(env cli.Env, c *ucli.Context, st *store.Store, format string, keys []s
 			b.Write(v.Content)
 			continue
 		}
-		fmt.Fprintf(&b, "imagelist.dc:identifier=%s\n", s.UUID)
-		fmt.Fprintf(&b, "subscription.dc:identifier=%s\n", s.UUID)
-		fmt.Fprintf(&b, "subscription.dc:description=%s\n", s.Description)
-		fmt.Fprintf(&b, "subscription.sl:authorised=%s\n", pyBool(s.Authorised))
-		fmt.Fprintf(&b, "subscription.hv:uri=%s\n", s.URL)
-		fmt.Fprintf(&b, "subscription.hv:uri.trustAnchor=%s\n", trustAnchor(s.URL))
+		fmt.Fprintf(&b, "imagelist.dc:identifier=%s\n", cli.Clean(s.UUID))
+		fmt.Fprintf(&b, "subscription.dc:identifier=%s\n", cli.Clean(s.UUID))
+		fmt.Fprintf(&b, "subscription.dc:description=%s\n", cli.Clean(s.Description))
+		fmt.Fprintf(&b, "subscription.sl:authorised=%s\n", cli.Clean(pyBool(s.Authorised)))
+		fmt.Fprintf(&b, "subscription.hv:uri=%s\n", cli.Clean(s.URL))
+		fmt.Fprintf(&b, "subscription.hv:uri.trustAnchor=%s\n", cli.Clean(trustAnchor(s.URL)))
 		if s.CredentialRef != "" {
-			fmt.Fprintf(&b, "subscription.hv:uri.credentials=%s\n", s.CredentialRef)
+			fmt.Fprintf(&b, "subscription.hv:uri.credentials=%s\n", cli.Clean(s.CredentialRef))
 		}
-		fmt.Fprintf(&b, "subscription.dc:date:updated=%s\n", fmtTime(s.Updated))
+		fmt.Fprintf(&b, "subscription.dc:date:updated=%s\n", cli.Clean(fmtTime(s.Updated)))
 		fmt.Fprintf(&b, "subscription.updateMode=%d\n", int(s.UpdateMode))
-		fmt.Fprintf(&b, "subscription.floor.hv:version=%s\n", s.Floor.Version)
-		fmt.Fprintf(&b, "subscription.floor.dc:date:created=%s\n", fmtTime(s.Floor.Created))
+		fmt.Fprintf(&b, "subscription.floor.hv:version=%s\n", cli.Clean(s.Floor.Version))
+		fmt.Fprintf(&b, "subscription.floor.dc:date:created=%s\n", cli.Clean(fmtTime(s.Floor.Created)))
 		if l := s.LatestList; l != nil {
-			fmt.Fprintf(&b, "imagelist.hv:version=%s\n", l.Version)
+			fmt.Fprintf(&b, "imagelist.hv:version=%s\n", cli.Clean(l.Version))
 			expired := ""
 			if l.Expired || l.Revoked {
 				expired = fmtTime(l.InvalidatedAt)
 			}
-			fmt.Fprintf(&b, "imagelist.expired=%s\n", expired)
-			fmt.Fprintf(&b, "imagelist.revoked=%s\n", pyBool(l.Revoked))
-			fmt.Fprintf(&b, "imagelist.dc:date:imported=%s\n", fmtTime(l.Imported))
-			fmt.Fprintf(&b, "imagelist.dc:date:created=%s\n", fmtTime(l.Created))
-			fmt.Fprintf(&b, "imagelist.dc:date:expires=%s\n", fmtTime(l.Expires))
-			fmt.Fprintf(&b, "imagelist.hv:dn=%s\nimagelist.hv:ca=%s\n", l.SignerDN, l.IssuerDN)
+			fmt.Fprintf(&b, "imagelist.expired=%s\n", cli.Clean(expired))
+			fmt.Fprintf(&b, "imagelist.revoked=%s\n", cli.Clean(pyBool(l.Revoked)))
+			fmt.Fprintf(&b, "imagelist.dc:date:imported=%s\n", cli.Clean(fmtTime(l.Imported)))
+			fmt.Fprintf(&b, "imagelist.dc:date:created=%s\n", cli.Clean(fmtTime(l.Created)))
+			fmt.Fprintf(&b, "imagelist.dc:date:expires=%s\n", cli.Clean(fmtTime(l.Expires)))
+			fmt.Fprintf(&b, "imagelist.hv:dn=%s\nimagelist.hv:ca=%s\n", cli.Clean(l.SignerDN), cli.Clean(l.IssuerDN))
 		}
 	}
 	if format == cli.FormatJSON {
