@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/clr-suite/clr/internal/server"
 )
 
 // testProxy is the proxy named by HTTP_PROXY and HTTPS_PROXY for the whole
@@ -19,6 +21,10 @@ import (
 var testProxy *fakeProxy
 
 func TestMain(m *testing.M) {
+	// The ssh:// tests run clr-server, which starts rsync through this
+	// test binary under Landlock (server.Config.Sandbox): in that role
+	// the binary never gets past SandboxMain.
+	server.SandboxMain()
 	// Every connection stays on 127.0.0.0/8: a name that is not routed
 	// through the proxy fails here instead of reaching DNS or the network.
 	testHookDial = func(addr string) error {
