@@ -9,12 +9,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	mrand "math/rand"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/cli/cachecmd"
 	"github.com/clr-suite/clr/internal/cli/endorsercmd"
 	"github.com/clr-suite/clr/internal/cli/imagecmd"
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
@@ -59,6 +62,7 @@ func TestMain(m *testing.M) {
 		"clr-endorser":  func() { os.Exit(endorsercmd.Main(testEnv())) },
 		"clr-subscribe": func() { os.Exit(subscribecmd.Main(testEnv())) },
 		"clr-image":     func() { os.Exit(imagecmd.Main(testEnv())) },
+		"clr-cache":     func() { os.Exit(cachecmd.Main(testEnv())) },
 	})
 }
 
@@ -82,6 +86,9 @@ func TestScript(t *testing.T) {
 			"sleep":      cmdSleep,
 			"retry":      cmdRetry,
 			"httpsserve": cmdHTTPSServe,
+			"setvar":     cmdSetVar,
+			"between":    cmdBetween,
+			"patchfile":  cmdPatchFile,
 		},
 	})
 }
@@ -361,4 +368,64 @@ type statusRecorder struct {
 func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// setvar VAR REGEXP sets VAR to the first submatch of REGEXP in the last
+// command's stdout (an image UUID from clr-image -l, a byte count).
+func cmdSetVar(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: setvar VAR REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("setvar: no match for %s in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// between LOW VALUE HIGH fails unless LOW <= VALUE <= HIGH (integers).
+func cmdBetween(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: between LOW VALUE HIGH")
+	}
+	var n [3]int64
+	for i, a := range args {
+		v, err := strconv.ParseInt(a, 10, 64)
+		ts.Check(err)
+		n[i] = v
+	}
+	if n[1] < n[0] || n[1] > n[2] {
+		ts.Fatalf("%d is not between %d and %d", n[1], n[0], n[2])
+	}
+}
+
+// patchfile FILE BLOCK COUNT SEED overwrites COUNT blocks of BLOCK bytes,
+// spread evenly over FILE, with deterministic random bytes: a new version
+// of a disk image with a few changed blocks.
+func cmdPatchFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 4 {
+		ts.Fatalf("usage: patchfile FILE BLOCK COUNT SEED")
+	}
+	block, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	count, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	seed, err := strconv.ParseInt(args[3], 10, 64)
+	ts.Check(err)
+	f, err := os.OpenFile(ts.MkAbs(args[0]), os.O_RDWR, 0)
+	ts.Check(err)
+	defer f.Close()
+	fi, err := f.Stat()
+	ts.Check(err)
+	blocks := fi.Size() / int64(block)
+	rng := mrand.New(mrand.NewSource(seed))
+	buf := make([]byte, block)
+	for i := 0; i < count; i++ {
+		rng.Read(buf)
+		off := (int64(i)*blocks/int64(count) + 1) % blocks * int64(block)
+		_, err := f.WriteAt(buf, off)
+		ts.Check(err)
+	}
 }

@@ -10,7 +10,9 @@
 #      every file against the signed SHA-512s.
 #   8. the site subscribes to the signed list (clr-endorser, clr-subscribe,
 #      clr-image: vmcatcher's commands renamed), updates it and selects images.
-# Later steps of the chain (cache, manifests) join as they land.
+#   9. clr-cache fetches the selected images from clr-server over rsync/SSH,
+#      verifies every byte against the signed list and publishes them.
+# The vSphere manifests join the chain when they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -86,9 +88,6 @@ done < <(cd "$D/site" && sha512sum *.iso *.qcow2 centos9-template/*)
 [ "$fail" = 0 ]
 if $SSH syncer@127.0.0.1 'cat /etc/passwd' 2>"$D/refused.txt"; then echo "shell command was not refused"; exit 1; fi
 echo "a shell command is refused: $(cat "$D/refused.txt")"
-kill -TERM "$server"; wait "$server" || true
-trap - EXIT
-echo "server log:"; cat "$D/server.log"
 
 say "8. the site subscribes to the signed list and selects its images for the cache"
 export CLR_RDBMS=$D/site.db CLR_DIR_CERT=$P/ca
@@ -102,6 +101,18 @@ echo "images before selection (uuid, state: 2 = available, subscription):"
 echo "after clr-image -a (state 3 = selected and available):"
 "$BIN/clr-image" -l
 "$BIN/clr-subscribe" -i
+
+say "9. clr-cache fetches the selected images from clr-server, verifies and publishes them"
+# The list names ssh://127.0.0.1:2222/; the demo server got another port:
+# a mirror override (any mirror is untrusted transport: the hashes are signed).
+"$BIN/clr-cache" -C "$D/cache" --ssh-key "$D/site.key" --known-hosts "$D/known_hosts" \
+	--mirror "ssh://127.0.0.1:2222/=ssh://syncer@127.0.0.1:$port/" \
+	-x 'echo "event: $CLR_EVENT_TYPE ${CLR_EVENT_DC_TITLE:-}"' --json
+ls -l "$D/cache"
+"$BIN/clr-cache" -C "$D/cache" -s -v
+kill -TERM "$server"; wait "$server" || true
+trap - EXIT
+echo "server log:"; cat "$D/server.log"
 
 say "the signed list ($D/pub/imagelist.json)"
 cat "$D/pub/imagelist.json"

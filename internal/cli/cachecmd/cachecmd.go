@@ -1,0 +1,503 @@
+// Package cachecmd implements clr-cache (vmcatcher_cache): fetch the
+// selected images (delta over rsync/SSH, or HTTPS, or file), verify every
+// byte against the signed list, publish atomically, expire the rest and
+// run the event hooks.
+package cachecmd
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/clr-suite/clr/events"
+	"github.com/clr-suite/clr/internal/cache"
+	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/hooks"
+	"github.com/clr-suite/clr/internal/store"
+	"github.com/clr-suite/clr/internal/transport"
+)
+
+// Main runs clr-cache and returns its exit code.
+func Main(env cli.Env) int {
+	return cli.Run(env, newApp(env), classify)
+}
+
+// Exit codes of clr-cache beyond the suite's (docs/exit-codes.md).
+const (
+	ExitLocked   = 6  // another clr-cache run holds the cache
+	ExitDownload = 10 // an image could not be downloaded
+	ExitVerify   = 40 // an image failed size or SHA-512 verification (or a cached file was corrupt)
+	ExitNoSpace  = 41 // not enough free space for an image
+)
+
+func classify(err error) (int, string) {
+	switch {
+	case errors.Is(err, cache.ErrLocked):
+		return ExitLocked, "wait for the other run (cron and timers must not overlap), or check for a hung clr-cache"
+	case errors.Is(err, cache.ErrNoSpace):
+		return ExitNoSpace, "free space on the partial directory's file system, or move -p/-C"
+	case errors.Is(err, cache.ErrVerify):
+		return ExitVerify, "the source served other bytes than the publisher signed; the previous version stays served"
+	}
+	return cli.Classify(err)
+}
+
+const description = `clr-cache keeps the images selected with clr-image (state 3: selected and
+available) in the cache directory, exactly as their publisher signed them:
+
+  1. expire: images no longer selected, no longer in their list, or whose list
+     expired or whose signer was revoked move to the expired directory;
+  2. download: every wanted image whose signed SHA-512 differs from what is
+     served is fetched into a fresh staging directory (rsync over SSH with the
+     served version as delta basis, HTTPS with resume, or file://), every file
+     is checked against its signed size and SHA-512, and only then the served
+     name switches to the new version in one atomic step. The old version stays
+     readable for --grace.
+
+With no action both run (vmcatcher's default). The cache serves each image as
+<cache>/<image uuid> (a file, or a folder for OVF templates), so vmcatcher
+hooks reading ${VMCATCHER_CACHE_DIR_CACHE}${VMCATCHER_EVENT_DC_IDENTIFIER}
+keep working. One run at a time per cache (exit 6 when another holds it).
+
+Examples:
+  clr-cache                                    # expire + download (cron)
+  clr-cache -D --ssh-key /etc/clr/site.key --known-hosts /etc/clr/known_hosts
+  clr-cache -s                                 # re-verify every cached file
+  clr-cache --mirror ssh://publisher:2222/=ssh://regional:2222/`
+
+func newApp(env cli.Env) *ucli.App {
+	flags := append(cli.SubscriberFlags(),
+		&ucli.StringFlag{Name: "cache-dir", Aliases: []string{"C"}, EnvVars: []string{"CLR_CACHE_DIR_CACHE", "VMCATCHER_CACHE_DIR_CACHE"}, Usage: "published cache `DIR` (default /var/lib/clr/cache as root, else ~/.local/share/clr/cache)"},
+		&ucli.StringFlag{Name: "partial-dir", Aliases: []string{"p"}, EnvVars: []string{"CLR_CACHE_DIR_DOWNLOAD", "VMCATCHER_CACHE_DIR_DOWNLOAD"}, Usage: "staging `DIR`, same file system as the cache (default CACHE/partial)"},
+		&ucli.StringFlag{Name: "expired-dir", Aliases: []string{"e"}, EnvVars: []string{"CLR_CACHE_DIR_EXPIRE", "VMCATCHER_CACHE_DIR_EXPIRE"}, Usage: "expired images `DIR` (default CACHE/expired)"},
+		&ucli.BoolFlag{Name: "download", Aliases: []string{"D"}, Usage: "action: fetch, verify and publish the wanted images (also expires, as vmcatcher)"},
+		&ucli.BoolFlag{Name: "expire", Aliases: []string{"E"}, Usage: "action: expire images that are no longer wanted"},
+		&ucli.BoolFlag{Name: "sha512", Aliases: []string{"s"}, Usage: "action: re-hash every cached file; a corrupt image is expired (and fetched again by the next download)"},
+		&ucli.StringFlag{Name: "execute", Aliases: []string{"x"}, EnvVars: []string{"CLR_CACHE_EVENT", "VMCATCHER_CACHE_EVENT"}, Usage: "run `CMD` (with /bin/sh) for every event; values in CLR_EVENT_*/VMCATCHER_EVENT_* and JSON on stdin"},
+		&ucli.DurationFlag{Name: "hook-timeout", Value: hooks.DefaultTimeout, Usage: "kill a hook after this `DURATION`"},
+		&ucli.StringFlag{Name: "ssh-key", EnvVars: []string{"CLR_SSH_KEY"}, Usage: "SSH identity `FILE` for ssh:// sources"},
+		&ucli.StringFlag{Name: "known-hosts", EnvVars: []string{"CLR_KNOWN_HOSTS"}, Usage: "pinned SSH host keys `FILE` for ssh:// sources"},
+		&ucli.BoolFlag{Name: "accept-new-host-key", Usage: "trust an SSH host key seen for the first time (and record it in --known-hosts)"},
+		&ucli.StringFlag{Name: "bwlimit", EnvVars: []string{"CLR_BWLIMIT"}, Usage: "bandwidth cap, rsync `RATE` units: 1.5m = 1.5 MiB/s, 500k, plain number = KiB/s"},
+		&ucli.DurationFlag{Name: "io-timeout", Value: 5 * time.Minute, Usage: "fail a transfer with no progress for this `DURATION`"},
+		&ucli.IntFlag{Name: "block-size", Value: transport.DefaultBlockSize, Usage: "rsync delta block `BYTES` (8192: VM disks change in 4 KiB pages, docs/benchmarks.md)"},
+		&ucli.IntFlag{Name: "retries", Value: 3, Usage: "retry a failed transfer this many times (only retryable failures: network, timeout)"},
+		&ucli.DurationFlag{Name: "retry-wait", Value: 10 * time.Second, Usage: "first wait before a retry; doubles each time"},
+		&ucli.IntFlag{Name: "max-attempts", Value: cache.DefaultMaxAttempts, Usage: "give up an image version after this many failed runs, until its list changes (vmcatcher: 5)"},
+		&ucli.DurationFlag{Name: "grace", Value: cache.DefaultGrace, Usage: "keep a replaced version readable this long"},
+		&ucli.IntFlag{Name: "keep-expired", Value: 3, Usage: "expired versions kept per image (0 = all)"},
+		&ucli.StringFlag{Name: "expired-max-age", Value: "30d", Usage: "delete expired versions older than this (0 = never)"},
+		&ucli.BoolFlag{Name: "dry-run", Usage: "with -E: only say what would be expired and pruned"},
+		&ucli.StringSliceFlag{Name: "mirror", Usage: "fetch from a mirror: `FROM=TO` replaces the URI prefix FROM by TO (repeatable); the signed hashes make any mirror untrusted transport"},
+		&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "CA `DIR` also trusted for HTTPS sources (besides the system roots)"},
+		&ucli.BoolFlag{Name: "json", Usage: "print the run's report as JSON on stdout"},
+	)
+	return &ucli.App{
+		Name:                      "clr-cache",
+		Usage:                     "fetch, verify, publish and expire the selected images (vmcatcher_cache)",
+		Description:               description,
+		Flags:                     flags,
+		DisableSliceFlagSeparator: true,
+		Action:                    func(c *ucli.Context) error { return run(env, c) },
+	}
+}
+
+// envOn reports vmcatcher's action variables (enabled when exactly "1").
+func envOn(env cli.Env, names ...string) bool {
+	for _, n := range names {
+		if env.Getenv(n) == "1" {
+			return true
+		}
+	}
+	return false
+}
+
+type runConfig struct {
+	dirs                    [3]string // cache, partial, expired
+	download, expire, check bool
+}
+
+func dirs(env cli.Env, c *ucli.Context) ([3]string, error) {
+	dir := c.String("cache-dir")
+	if dir == "" {
+		if os.Geteuid() == 0 {
+			dir = "/var/lib/clr/cache"
+		} else if h := env.Getenv("HOME"); filepath.IsAbs(h) {
+			dir = filepath.Join(h, ".local", "share", "clr", "cache")
+		} else {
+			return [3]string{}, cli.Usagef("no cache directory: pass -C DIR or set CLR_CACHE_DIR_CACHE")
+		}
+	}
+	partial, expired := c.String("partial-dir"), c.String("expired-dir")
+	if partial == "" {
+		partial = filepath.Join(dir, "partial")
+	}
+	if expired == "" {
+		expired = filepath.Join(dir, "expired")
+	}
+	var out [3]string
+	for i, d := range []string{dir, partial, expired} {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return out, fmt.Errorf("directory %s: %w", d, err)
+		}
+		out[i] = abs
+	}
+	return out, nil
+}
+
+func run(env cli.Env, c *ucli.Context) error {
+	ctx := c.Context
+	now := env.Now()
+	log := env.Logger(c.Count("verbose"), c.Count("quiet"))
+	d, err := dirs(env, c)
+	if err != nil {
+		return err
+	}
+	rc := runConfig{dirs: d,
+		download: c.Bool("download") || envOn(env, "CLR_CACHE_ACTION_DOWNLOAD", "VMCATCHER_CACHE_ACTION_DOWNLOAD"),
+		expire:   c.Bool("expire") || envOn(env, "CLR_CACHE_ACTION_EXPIRE", "VMCATCHER_CACHE_ACTION_EXPIRE"),
+		check:    c.Bool("sha512") || envOn(env, "CLR_CACHE_ACTION_CHECK", "VMCATCHER_CACHE_ACTION_CHECK"),
+	}
+	if !rc.download && !rc.expire && !rc.check {
+		rc.download, rc.expire = true, true // vmcatcher: no action = expire + download
+	}
+	if rc.download {
+		rc.expire = true // vmcatcher: download implies expire
+	}
+	if c.Bool("dry-run") && (rc.download || rc.check) {
+		return cli.Usagef("--dry-run goes with -E only")
+	}
+	maxAge := time.Duration(0)
+	if s := c.String("expired-max-age"); s != "0" && s != "" {
+		if maxAge, err = cli.ParseDuration(s); err != nil {
+			return err
+		}
+	}
+	mirrors, err := parseMirrors(c.StringSlice("mirror"))
+	if err != nil {
+		return err
+	}
+	if _, err := transport.ParseBWLimit(c.String("bwlimit")); c.String("bwlimit") != "" && err != nil {
+		return cli.Usagef("--bwlimit: %v", err)
+	}
+	st, err := cli.OpenExistingStore(ctx, env, c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	roots, err := rootPool(c.String("cert-dir"), log)
+	if err != nil {
+		return err
+	}
+	session := fmt.Sprintf("clr-cache-%d-%d", now.Unix(), os.Getpid())
+	ch := &cache.Cache{
+		Dir: d[0], PartialDir: d[1], ExpiredDir: d[2],
+		Logger: log, Now: now, Grace: c.Duration("grace"), MaxAttempts: c.Int("max-attempts"),
+		Retention: cache.Retention{Keep: c.Int("keep-expired"), MaxAge: maxAge},
+		Session:   session,
+		Fetch:     fetcher(c, roots, log),
+	}
+	if cmd := c.String("execute"); cmd != "" {
+		r := hooks.Runner{Command: cmd, Timeout: c.Duration("hook-timeout"), Environ: hookEnviron(d, st.Path())}
+		ch.Hook = func(ctx context.Context, ev events.Event) error {
+			_, err := r.Run(ctx, ev)
+			return err
+		}
+	}
+	unlock, err := ch.Lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	want, err := wanted(ctx, st, mirrors)
+	if err != nil {
+		return err
+	}
+	var total cache.Report
+	if rc.expire {
+		rep, err := ch.Expire(ctx, want, c.Bool("dry-run"))
+		merge(&total, rep)
+		if err != nil {
+			return err
+		}
+	}
+	if rc.check {
+		rep, err := ch.Check(ctx)
+		merge(&total, rep)
+		if err != nil {
+			return err
+		}
+	}
+	if rc.download {
+		rep, err := ch.Download(ctx, want)
+		merge(&total, rep)
+		if err != nil {
+			return err
+		}
+	}
+	summarize(log, total, c.Bool("dry-run"))
+	if c.Bool("json") {
+		if err := cli.WriteJSON(env.Stdout, reportJSON(total)); err != nil {
+			return err
+		}
+	}
+	return reportError(total)
+}
+
+// wanted maps the images that are selected and available to cache items.
+func wanted(ctx context.Context, st *store.Store, mirrors []mirror) ([]cache.Item, error) {
+	imgs, err := st.ListImages(ctx, store.ImageFilter{SelectedOnly: true, AvailableOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]cache.Item, 0, len(imgs))
+	for _, im := range imgs {
+		l := im.Latest
+		it := cache.Item{
+			UUID: im.UUID, Subscription: im.Subscription, ListIdentifier: im.Subscription,
+			SHA512: l.SHA512, Size: l.Size, URI: rewrite(l.URI, mirrors),
+			Event: events.Image{
+				Identifier: l.Identifier, Title: l.Title, Description: l.Description, URI: l.URI, Size: l.Size,
+				Version: l.Version, Hypervisor: l.Hypervisor, Format: l.Format, Arch: l.Arch, OS: l.OS,
+				OSVersion: l.OSVersion, Comments: l.Comments, SHA512: l.SHA512,
+			},
+		}
+		if len(l.Extra) > 0 {
+			var extra map[string]json.RawMessage
+			if json.Unmarshal(l.Extra, &extra) == nil {
+				_ = json.Unmarshal(extra["ad:mpuri"], &it.Event.MPURI)
+			}
+		}
+		if len(l.Files) > 0 {
+			var fs []struct {
+				Path   string `json:"path"`
+				Size   int64  `json:"size"`
+				SHA512 string `json:"sl:checksum:sha512"`
+			}
+			if err := json.Unmarshal(l.Files, &fs); err != nil {
+				return nil, fmt.Errorf("image %s: stored clr:files: %w", im.UUID, err)
+			}
+			for _, f := range fs {
+				it.Files = append(it.Files, cache.File{Path: f.Path, Size: f.Size, SHA512: f.SHA512})
+			}
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+type mirror struct{ from, to string }
+
+func parseMirrors(specs []string) ([]mirror, error) {
+	var out []mirror
+	for _, s := range specs {
+		from, to, ok := strings.Cut(s, "=")
+		if !ok || from == "" || to == "" {
+			return nil, cli.Usagef("--mirror %q: want FROM=TO, e.g. ssh://publisher:2222/=ssh://regional:2222/", s)
+		}
+		out = append(out, mirror{from, to})
+	}
+	return out, nil
+}
+
+// rewrite applies the first mirror whose FROM prefixes uri.
+func rewrite(uri string, ms []mirror) string {
+	for _, m := range ms {
+		if rest, ok := strings.CutPrefix(uri, m.from); ok {
+			return m.to + rest
+		}
+	}
+	return uri
+}
+
+func rootPool(certDir string, log *slog.Logger) (*x509.CertPool, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if certDir == "" {
+		return roots, nil
+	}
+	entries, err := os.ReadDir(certDir)
+	if err != nil {
+		log.Debug("CA directory not used for HTTPS", "dir", certDir, "err", err)
+		return roots, nil
+	}
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join(certDir, e.Name())); err == nil {
+			roots.AppendCertsFromPEM(b)
+		}
+	}
+	return roots, nil
+}
+
+// fetcher adapts internal/transport to the cache, with retries and
+// backoff for the failures worth retrying (network, timeouts).
+func fetcher(c *ucli.Context, roots *x509.CertPool, log *slog.Logger) cache.FetchFunc {
+	ssh := transport.SSHOptions{KeyFile: c.String("ssh-key"), KnownHosts: c.String("known-hosts"), AcceptNew: c.Bool("accept-new-host-key")}
+	bw, ioTimeout, block := c.String("bwlimit"), c.Duration("io-timeout"), c.Int("block-size")
+	retries, wait := c.Int("retries"), c.Duration("retry-wait")
+	return func(ctx context.Context, req cache.FetchRequest) (cache.FetchStats, error) {
+		specs := make([]transport.FileSpec, len(req.Files))
+		for i, f := range req.Files {
+			specs[i] = transport.FileSpec{Path: f.Path, Size: f.Size}
+		}
+		tr := transport.TemplateRequest{
+			URL: req.Item.URI, Files: specs, Basis: req.Basis, Stage: req.Stage, PartialDir: req.PartialDir,
+			SSH: ssh, BWLimit: bw, IOTimeout: ioTimeout, BlockSize: block, RootCAs: roots,
+		}
+		for attempt := 0; ; attempt++ {
+			st, err := transport.FetchTemplate(ctx, tr)
+			if err == nil || attempt >= retries || !transport.Retryable(err) || ctx.Err() != nil {
+				return cache.FetchStats{WireBytesIn: st.WireBytesIn, WireBytesOut: st.WireBytesOut,
+					LiteralBytes: st.LiteralBytes, MatchedBytes: st.MatchedBytes, Resumed: st.Resumed}, err
+			}
+			d := wait << attempt
+			log.Warn("transfer failed, retrying", "image", req.Item.UUID, "attempt", attempt+1, "wait", d, "err", err)
+			// A retry starts from an empty stage: whatever the cut
+			// transfer left is not a basis (research delta 2.5).
+			if err := clearDir(req.Stage); err != nil {
+				return cache.FetchStats{}, err
+			}
+			select {
+			case <-ctx.Done():
+				return cache.FetchStats{}, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+	}
+}
+
+func clearDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hookEnviron is the process environment plus vmcatcher's cache variables
+// (directories with a trailing slash: hooks concatenate
+// ${VMCATCHER_CACHE_DIR_CACHE}${VMCATCHER_EVENT_DC_IDENTIFIER}).
+func hookEnviron(d [3]string, db string) []string {
+	env := os.Environ()
+	for i, name := range []string{"CACHE", "DOWNLOAD", "EXPIRE"} {
+		v := d[i] + string(filepath.Separator)
+		env = append(env, "CLR_CACHE_DIR_"+name+"="+v, "VMCATCHER_CACHE_DIR_"+name+"="+v)
+	}
+	return append(env, "CLR_RDBMS="+db, "VMCATCHER_RDBMS="+db)
+}
+
+func merge(t *cache.Report, r cache.Report) {
+	t.Published = append(t.Published, r.Published...)
+	t.Unchanged = append(t.Unchanged, r.Unchanged...)
+	t.Failed = append(t.Failed, r.Failed...)
+	t.Expired = append(t.Expired, r.Expired...)
+	t.Skipped = append(t.Skipped, r.Skipped...)
+	t.Verified = append(t.Verified, r.Verified...)
+	t.Removed = append(t.Removed, r.Removed...)
+	t.Pruned = append(t.Pruned, r.Pruned...)
+	t.WireBytesIn += r.WireBytesIn
+	t.WireBytesOut += r.WireBytesOut
+	t.LiteralBytes += r.LiteralBytes
+	t.MatchedBytes += r.MatchedBytes
+	t.Resumed += r.Resumed
+	t.Errors = append(t.Errors, r.Errors...)
+}
+
+func summarize(log *slog.Logger, r cache.Report, dry bool) {
+	// each failure was logged by the cache when it happened
+	attrs := []any{"published", len(r.Published), "unchanged", len(r.Unchanged), "expired", len(r.Expired),
+		"failed", len(r.Failed), "skipped", len(r.Skipped)}
+	if len(r.Verified) > 0 {
+		attrs = append(attrs, "verified", len(r.Verified))
+	}
+	if r.WireBytesIn+r.WireBytesOut > 0 {
+		attrs = append(attrs, "received", r.WireBytesIn, "sent", r.WireBytesOut, "literal", r.LiteralBytes, "matched", r.MatchedBytes)
+		if r.WireBytesIn > 0 {
+			attrs = append(attrs, "speedup", fmt.Sprintf("%.2f", float64(r.LiteralBytes+r.MatchedBytes)/float64(r.WireBytesIn+r.WireBytesOut)))
+		}
+	}
+	msg := "cache run"
+	if dry {
+		msg = "cache run (dry run: nothing changed)"
+	}
+	log.Info(msg, attrs...)
+}
+
+type reportOut struct {
+	Published    []string `json:"published"`
+	Unchanged    []string `json:"unchanged"`
+	Failed       []string `json:"failed"`
+	Expired      []string `json:"expired"`
+	Skipped      []string `json:"skipped"`
+	Verified     []string `json:"verified,omitempty"`
+	Removed      []string `json:"removed,omitempty"`
+	Pruned       []string `json:"pruned,omitempty"`
+	WireBytesIn  int64    `json:"wire_bytes_in"`
+	WireBytesOut int64    `json:"wire_bytes_out"`
+	LiteralBytes int64    `json:"literal_bytes"`
+	MatchedBytes int64    `json:"matched_bytes"`
+	Resumed      int      `json:"resumed"`
+	Errors       []string `json:"errors"`
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func reportJSON(r cache.Report) reportOut {
+	out := reportOut{
+		Published: nonNil(r.Published), Unchanged: nonNil(r.Unchanged), Failed: nonNil(r.Failed),
+		Expired: nonNil(r.Expired), Skipped: nonNil(r.Skipped), Verified: r.Verified, Removed: r.Removed, Pruned: r.Pruned,
+		WireBytesIn: r.WireBytesIn, WireBytesOut: r.WireBytesOut, LiteralBytes: r.LiteralBytes, MatchedBytes: r.MatchedBytes,
+		Resumed: r.Resumed, Errors: []string{},
+	}
+	for _, e := range r.Errors {
+		out.Errors = append(out.Errors, e.Error())
+	}
+	return out
+}
+
+// reportError turns per-image failures into the run's exit code: the
+// first verification failure (40), else no space (41), else the first
+// download failure (10). Each failure was logged already.
+func reportError(r cache.Report) error {
+	if len(r.Errors) == 0 {
+		return nil
+	}
+	pick := r.Errors[0]
+	for _, target := range []error{cache.ErrVerify, cache.ErrNoSpace} {
+		for _, e := range r.Errors {
+			if errors.Is(e, target) {
+				code, hint := classify(e)
+				return &cli.ExitError{Code: code, Err: fmt.Errorf("%d image(s) failed: %w", len(r.Errors), e), Hint: hint}
+			}
+		}
+	}
+	code, hint := classify(pick)
+	if code == 0 || code == cli.ExitFailure {
+		code = ExitDownload
+	}
+	return &cli.ExitError{Code: code, Err: fmt.Errorf("%d image(s) failed: %w", len(r.Errors), pick), Hint: hint}
+}
