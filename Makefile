@@ -5,7 +5,7 @@ BIN     := bin
 TOOLS_DEMO := openssl:openssl rsync:rsync openssh-client:ssh
 TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd
 
-.PHONY: all build demo test check fmt-check vet race tidy-check bench fuzz tools-demo tools-test clean
+.PHONY: all build demo test check fmt-check vet race tidy-check bench soak fuzz tools-demo tools-test clean
 
 all: build
 
@@ -48,6 +48,12 @@ tidy-check:
 bench: tools-test build
 	@scripts/need-tools.sh time:/usr/bin/time
 	scripts/bench.sh
+
+## soak: kill -9 clr-cache at random moments (SOAK=200 times) and check the
+## served tree is never mixed.
+SOAK ?= 200
+soak: tools-demo build
+	scripts/soak-cache.sh $(SOAK)
 
 ## fuzz: a short run of every fuzz target (FUZZTIME=30s for longer).
 FUZZTIME ?= 10s

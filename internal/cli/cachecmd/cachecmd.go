@@ -247,7 +247,7 @@ func run(env cli.Env, c *ucli.Context) error {
 			return err
 		}
 	}
-	summarize(log, total, c.Bool("dry-run"))
+	summarize(env, c, log, now, total)
 	if c.Bool("json") {
 		if err := cli.WriteJSON(env.Stdout, reportJSON(total)); err != nil {
 			return err
@@ -422,24 +422,34 @@ func merge(t *cache.Report, r cache.Report) {
 	t.Errors = append(t.Errors, r.Errors...)
 }
 
-func summarize(log *slog.Logger, r cache.Report, dry bool) {
+// summarize prints one rsync-like summary line on stderr when the run
+// changed something or failed (cron mails only news; -v always, -q never);
+// an idle run is logged at info level.
+func summarize(env cli.Env, c *ucli.Context, log *slog.Logger, now time.Time, r cache.Report) {
 	// each failure was logged by the cache when it happened
-	attrs := []any{"published", len(r.Published), "unchanged", len(r.Unchanged), "expired", len(r.Expired),
-		"failed", len(r.Failed), "skipped", len(r.Skipped)}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s clr-cache: published %d, expired %d, failed %d, skipped %d, unchanged %d",
+		now.UTC().Format(time.RFC3339), len(r.Published), len(r.Expired), len(r.Failed), len(r.Skipped), len(r.Unchanged))
 	if len(r.Verified) > 0 {
-		attrs = append(attrs, "verified", len(r.Verified))
+		fmt.Fprintf(&b, ", verified %d", len(r.Verified))
 	}
 	if r.WireBytesIn+r.WireBytesOut > 0 {
-		attrs = append(attrs, "received", r.WireBytesIn, "sent", r.WireBytesOut, "literal", r.LiteralBytes, "matched", r.MatchedBytes)
-		if r.WireBytesIn > 0 {
-			attrs = append(attrs, "speedup", fmt.Sprintf("%.2f", float64(r.LiteralBytes+r.MatchedBytes)/float64(r.WireBytesIn+r.WireBytesOut)))
-		}
+		fmt.Fprintf(&b, "; received %s, sent %s, literal %s, matched %s", cli.HumanBytes(r.WireBytesIn), cli.HumanBytes(r.WireBytesOut),
+			cli.HumanBytes(r.LiteralBytes), cli.HumanBytes(r.MatchedBytes))
+		fmt.Fprintf(&b, ", speedup %.2f", float64(r.LiteralBytes+r.MatchedBytes)/float64(r.WireBytesIn+r.WireBytesOut))
 	}
-	msg := "cache run"
-	if dry {
-		msg = "cache run (dry run: nothing changed)"
+	if c.Bool("dry-run") {
+		b.WriteString(" (dry run: nothing changed)")
 	}
-	log.Info(msg, attrs...)
+	news := len(r.Published)+len(r.Expired)+len(r.Failed)+len(r.Skipped) > 0
+	switch {
+	case c.Count("quiet") > 0:
+		log.Info(b.String())
+	case news || c.Count("verbose") > 0:
+		fmt.Fprintln(env.Stderr, b.String())
+	default:
+		log.Info(b.String())
+	}
 }
 
 type reportOut struct {
