@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -73,6 +74,18 @@ func OpenExistingStore(ctx context.Context, env Env, c *ucli.Context) (*store.St
 		return nil, fmt.Errorf("database %s does not exist (nothing subscribed yet, or a mistyped -d/CLR_RDBMS): %w", path, store.ErrNotFound)
 	}
 	return store.Open(ctx, dsn)
+}
+
+// SessionID is a random (version 4) UUID naming one run in every event it
+// fires (VMCATCHER_EVENT_UUID_SESSION; vmcatcher used a uuid1).
+func SessionID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Sprintf("%032x", os.Getpid())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // Action is one of a command's mutually exclusive action flags.

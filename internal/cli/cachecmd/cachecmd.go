@@ -200,7 +200,7 @@ func run(env cli.Env, c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	session := fmt.Sprintf("clr-cache-%d-%d", now.Unix(), os.Getpid())
+	session := cli.SessionID()
 	ch := &cache.Cache{
 		Dir: d[0], PartialDir: d[1], ExpiredDir: d[2],
 		Logger: log, Now: now, Grace: c.Duration("grace"), MaxAttempts: c.Int("max-attempts"),

@@ -344,7 +344,7 @@ func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log 
 	}
 	wf := &subscriber.Workflow{
 		Store: st, Trust: ts, Policy: pol, RootCAs: roots, Timeout: c.Duration("timeout"),
-		Getenv: env.Getenv, Logger: log, Session: session(now),
+		Getenv: env.Getenv, Logger: log, Session: cli.SessionID(),
 	}
 	if cmd := c.String("execute"); cmd != "" {
 		environ, err := hookEnviron(c.Context, st)
@@ -406,10 +406,6 @@ func unsupported(c *ucli.Context) error {
 		}
 	}
 	return nil
-}
-
-func session(now time.Time) string {
-	return fmt.Sprintf("clr-subscribe-%d-%d", now.Unix(), os.Getpid())
 }
 
 // update runs -U over the selected subscriptions (all by default). Each
