@@ -43,8 +43,9 @@ tidy-check:
 	$(GO) mod tidy -diff
 
 ## bench: hashing throughput and no-change rebuild, the subscriber on a
-## 10,000-image list, then clr-server vs sshd + rrsync (needs root); writes
-## docs/benchmarks.md. BENCH_ONLY=hash|server|subscribe: one part.
+## 10,000-image list, clr-cache delta updates of a 1 GiB template vs rsync -a,
+## then clr-server vs sshd + rrsync (needs root); writes
+## docs/benchmarks.md. BENCH_ONLY=hash|subscribe|cache|server: one part.
 bench: tools-test build
 	@scripts/need-tools.sh time:/usr/bin/time
 	scripts/bench.sh

@@ -89,6 +89,7 @@ func TestScript(t *testing.T) {
 			"setvar":     cmdSetVar,
 			"between":    cmdBetween,
 			"patchfile":  cmdPatchFile,
+			"insertfile": cmdInsertFile,
 		},
 	})
 }
@@ -428,4 +429,51 @@ func cmdPatchFile(ts *testscript.TestScript, neg bool, args []string) {
 		_, err := f.WriteAt(buf, off)
 		ts.Check(err)
 	}
+}
+
+// insertfile FILE OFFSET SIZE SEED inserts SIZE pseudo-random bytes (k/m
+// suffixes; the generator of mkfile) at byte OFFSET of FILE, or appends
+// them when OFFSET is "end": a new version of a disk image whose second
+// part shifts (an insertion) or that grows (an append). FILE is replaced
+// by a new file, as a publisher's tools would write it.
+func cmdInsertFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 4 {
+		ts.Fatalf("usage: insertfile FILE OFFSET|end SIZE SEED")
+	}
+	p := ts.MkAbs(args[0])
+	old, err := os.ReadFile(p)
+	ts.Check(err)
+	off := int64(len(old))
+	if args[1] != "end" {
+		off, err = strconv.ParseInt(args[1], 10, 64)
+		ts.Check(err)
+		if off < 0 || off > int64(len(old)) {
+			ts.Fatalf("insertfile: offset %d outside %s (%d bytes)", off, args[0], len(old))
+		}
+	}
+	mult := int64(1)
+	s := args[2]
+	switch {
+	case strings.HasSuffix(s, "k"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "k")
+	case strings.HasSuffix(s, "m"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "m")
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	ts.Check(err)
+	seed, err := strconv.ParseUint(args[3], 10, 64)
+	ts.Check(err)
+	buf := make([]byte, 0, int64(len(old))+n*mult)
+	buf = append(buf, old[:off]...)
+	x := seed*0x9E3779B97F4A7C15 + 1
+	for range n * mult {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		buf = append(buf, byte(x))
+	}
+	buf = append(buf, old[off:]...)
+	tmp := p + ".insertfile"
+	ts.Check(os.WriteFile(tmp, buf, 0o644))
+	ts.Check(os.Rename(tmp, p))
 }
