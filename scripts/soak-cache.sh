@@ -43,14 +43,14 @@ for i in $(seq 1 "$N"); do
 		publish
 		"$BIN/clr-subscribe" -q -U || true
 	fi
-	"$BIN/clr-cache" -q --bwlimit 16m --grace 0s >/dev/null 2>&1 &
+	"$BIN/clr-cache" -q --mirror "file://$dir/lib/=file://$dir/lib/" --bwlimit 16m --grace 0s >/dev/null 2>&1 &
 	pid=$!
 	sleep "0.$((RANDOM % 90 + 5))"
 	if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
 	wait "$pid" 2>/dev/null || true
 	check "$i"
 done
-"$BIN/clr-cache" -q
+"$BIN/clr-cache" -q --mirror "file://$dir/lib/=file://$dir/lib/"
 check final
 want=$(tail -n 1 "$dir/signed")
 got=$(sha512sum <"$dir"/cache/*-*-*-*-* | cut -d' ' -f1)

@@ -787,3 +787,40 @@ func TestExpireAcrossFileSystems(t *testing.T) {
 		t.Errorf("versions left: %v", entries)
 	}
 }
+
+// An operator's file in the cache directory is never overwritten by an
+// image whose identifier is not a UUID (review finding: an endorsed list
+// with dc:identifier "index.html"); a UUID-named plain file is what
+// vmcatcher's cache held, and is replaced by the verified version.
+func TestForeignFilesInCacheDir(t *testing.T) {
+	fx := singleFixture(t, "index.html", "disk.qcow2", strings.Repeat("x", 1000))
+	c, _ := newCache(t, newFake(fx))
+	mine := filepath.Join(c.Dir, "index.html")
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mine, []byte("operator's page"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := download(t, c, fx.item)
+	if len(rep.Failed) != 1 || len(rep.Published) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if b, err := os.ReadFile(mine); err != nil || string(b) != "operator's page" {
+		t.Fatalf("operator's file changed: %q %v", b, err)
+	}
+
+	const id = "0b0ab7e5-0b47-4a53-9c1c-27d57a1bbcf1"
+	fx = singleFixture(t, id, "disk.qcow2", strings.Repeat("y", 1000))
+	c2, _ := newCache(t, newFake(fx))
+	os.MkdirAll(c2.Dir, 0o755)
+	if err := os.WriteFile(filepath.Join(c2.Dir, id), []byte("vmcatcher's copy"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if rep := download(t, c2, fx.item); len(rep.Published) != 1 {
+		t.Fatalf("vmcatcher file not replaced: %+v", rep)
+	}
+	if got := servedDigest(t, c2.Dir, id); got != fx.item.SHA512 {
+		t.Errorf("served %s", got)
+	}
+}

@@ -107,6 +107,13 @@ func (r *run) download(it Item, seen map[string]bool) {
 		r.fail(uuid, fmt.Errorf("cache: %s is a directory the cache did not make; move it away", c.link(uuid)))
 		return
 	}
+	// A plain file or foreign link named by a UUID is what vmcatcher's
+	// cache held: it is replaced by the verified version. Any other name
+	// may be an operator's file (index.html, ...): never overwrite it.
+	if !managed && kind != "" && !uuidShaped(uuid) {
+		r.fail(uuid, fmt.Errorf("cache: %s is a %s the cache did not make, and %q is not a UUID; move it away", c.link(uuid), kind, uuid))
+		return
+	}
 	if managed && cur.m != nil && !cur.dangling && cur.m.SHA512 == it.SHA512 {
 		r.rep.Unchanged = append(r.rep.Unchanged, uuid)
 		return
@@ -396,4 +403,25 @@ func manifestEvent(kind events.Kind, v version, filename string) events.Event {
 		ev.Image = &events.Image{Identifier: v.uuid}
 	}
 	return ev
+}
+
+// uuidShaped reports whether s looks like a UUID (8-4-4-4-12 hex digits),
+// the form of every real image identifier.
+func uuidShaped(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
 }

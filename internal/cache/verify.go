@@ -138,6 +138,11 @@ func verifyFile(ctx context.Context, uuid, p string, f File, stage bool) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%w: %s: %s is not a regular file", ErrVerify, uuid, f.Path)
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 && stage {
+		// A published file must not share its inode with anything
+		// still writable (a future fetch method that links files).
+		return fmt.Errorf("%w: %s: %s has %d hard links", ErrVerify, uuid, f.Path, st.Nlink)
+	}
 	if fi.Size() != f.Size {
 		return fmt.Errorf("%w: %s: %s: size: expected %d bytes, got %d", ErrVerify, uuid, f.Path, f.Size, fi.Size())
 	}

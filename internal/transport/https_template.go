@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,8 +110,11 @@ func (g *httpGet) partialPaths() (data, meta string) {
 		return "", ""
 	}
 	dir := filepath.Join(g.p.partial, httpPartialSub)
-	name := url.PathEscape(g.f.Path)
-	return filepath.Join(dir, name), filepath.Join(dir, name+".meta")
+	// A hash, not the path: any path length or alphabet fits a file name,
+	// and "x.meta" of one file never meets the data of another.
+	sum := sha256.Sum256([]byte(g.f.Path))
+	name := hex.EncodeToString(sum[:16])
+	return filepath.Join(dir, name+".data"), filepath.Join(dir, name+".meta")
 }
 
 // resumable returns the offset and validators of a partial download of g

@@ -3,6 +3,8 @@ package transport
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,7 +97,8 @@ func TestHTTPSTemplateResume(t *testing.T) {
 	if !errors.Is(err, ErrDownload) || !Retryable(err) {
 		t.Fatalf("cut run: %v", err)
 	}
-	kept := filepath.Join(partial, httpPartialSub, "disk.img")
+	sum := sha256.Sum256([]byte("disk.img"))
+	kept := filepath.Join(partial, httpPartialSub, hex.EncodeToString(sum[:16])+".data")
 	if fi, err := os.Stat(kept); err != nil || fi.Size() != 300<<10 {
 		t.Fatalf("partial after the cut: %v %v", fi, err)
 	}
@@ -157,13 +160,13 @@ func TestHTTPSTemplateResume(t *testing.T) {
 	req.Files[0].Size = int64(len(data))
 	run()
 	var m partialMeta
-	raw, _ := os.ReadFile(kept + ".meta")
+	raw, _ := os.ReadFile(strings.TrimSuffix(kept, ".data") + ".meta")
 	if err := json.Unmarshal(raw, &m); err != nil || m.ETag != `"v1"` || m.Size != int64(len(data)) {
 		t.Fatalf("meta %s: %v", raw, err)
 	}
 	m.URL = "https://elsewhere.example/t/disk.img"
 	raw, _ = json.Marshal(m)
-	os.WriteFile(kept+".meta", raw, 0o600)
+	os.WriteFile(strings.TrimSuffix(kept, ".data")+".meta", raw, 0o600)
 	rs.set(func(s *rangeServer) { s.cut = 0 })
 	n := len(rs.requests())
 	if stats, _, err = run(); err != nil || stats.Resumed {

@@ -469,6 +469,9 @@ func fetchRsync(ctx context.Context, p *templatePlan) (TemplateStats, error) {
 	if _, err := exec.LookPath(bin); err != nil {
 		return TemplateStats{}, fmt.Errorf("fetch %s: rsync: %w", p.name, err)
 	}
+	if err := checkRsyncVersion(ctx, bin); err != nil {
+		return TemplateStats{}, permanent(fmt.Errorf("fetch %s: %w", p.name, err))
+	}
 	sshBin := p.req.SSH.Command
 	if sshBin == "" {
 		sshBin = "ssh"
@@ -549,4 +552,49 @@ func fetchRsync(ctx context.Context, p *templatePlan) (TemplateStats, error) {
 	}
 	stats.Resumed = resumed
 	return stats, nil
+}
+
+// MinClientRsync is the oldest rsync the fetching side runs against an
+// untrusted server: 3.4.0 fixed a server reading client files through
+// --copy-dest basis paths (CVE-2024-12086), and 3.2.5 made the client
+// check the server's file list against its filters.
+var MinClientRsync = [3]int{3, 4, 0}
+
+var (
+	rsyncVersionRE   = regexp.MustCompile(`rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)`)
+	rsyncVersionMu   sync.Mutex
+	rsyncVersionSeen = map[string]error{}
+)
+
+// checkRsyncVersion runs `rsync --version` once per binary and process.
+func checkRsyncVersion(ctx context.Context, bin string) error {
+	rsyncVersionMu.Lock()
+	defer rsyncVersionMu.Unlock()
+	if err, ok := rsyncVersionSeen[bin]; ok {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("rsync %s --version: %w", bin, err)
+	}
+	m := rsyncVersionRE.FindSubmatch(out)
+	if m == nil {
+		err = fmt.Errorf("rsync %s: cannot read its version", bin)
+	} else {
+		var v [3]int
+		for i := range v {
+			v[i], _ = strconv.Atoi(string(m[i+1]))
+		}
+		for i := range v {
+			if v[i] != MinClientRsync[i] {
+				if v[i] < MinClientRsync[i] {
+					err = fmt.Errorf("%w: rsync %s is version %d.%d.%d; fetching from an untrusted server needs %d.%d.%d or newer (CVE-2024-12086)",
+						ErrInvalidRequest, bin, v[0], v[1], v[2], MinClientRsync[0], MinClientRsync[1], MinClientRsync[2])
+				}
+				break
+			}
+		}
+	}
+	rsyncVersionSeen[bin] = err
+	return err
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -160,7 +161,11 @@ func fetchFileTemplate(ctx context.Context, p *templatePlan) (TemplateStats, err
 
 // copyLocal copies one file of a file:// template into the stage.
 func copyLocal(ctx context.Context, p *templatePlan, name, src string, f FileSpec, pace *pacer) (int64, error) {
-	in, err := os.Open(src)
+	// Stat first: opening a FIFO or a device would block or act.
+	if fi, err := os.Stat(src); err == nil && !fi.Mode().IsRegular() {
+		return 0, &FetchError{URL: name, Err: permanent(fmt.Errorf("%s: not a regular file at the source", f.Path))}
+	}
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, &FetchError{URL: name, Err: fmt.Errorf("%s: %w", f.Path, ErrMissingFile)}
 	}

@@ -77,8 +77,8 @@ Examples:
 func newApp(env cli.Env) *ucli.App {
 	flags := append(cli.SubscriberFlags(),
 		&ucli.StringFlag{Name: "cache-dir", Aliases: []string{"C"}, EnvVars: []string{"CLR_CACHE_DIR_CACHE", "VMCATCHER_CACHE_DIR_CACHE"}, Usage: "published cache `DIR` (default /var/lib/clr/cache as root, else ~/.local/share/clr/cache)"},
-		&ucli.StringFlag{Name: "partial-dir", Aliases: []string{"p"}, EnvVars: []string{"CLR_CACHE_DIR_DOWNLOAD", "VMCATCHER_CACHE_DIR_DOWNLOAD"}, Usage: "staging `DIR`, same file system as the cache (default CACHE/partial)"},
-		&ucli.StringFlag{Name: "expired-dir", Aliases: []string{"e"}, EnvVars: []string{"CLR_CACHE_DIR_EXPIRE", "VMCATCHER_CACHE_DIR_EXPIRE"}, Usage: "expired images `DIR` (default CACHE/expired)"},
+		&ucli.StringFlag{Name: "partial-dir", Aliases: []string{"p"}, EnvVars: []string{"CLR_CACHE_DIR_DOWNLOAD", "VMCATCHER_CACHE_DIR_DOWNLOAD"}, Usage: "staging `DIR`, same file system as the cache (default CACHE/.clr/partial)"},
+		&ucli.StringFlag{Name: "expired-dir", Aliases: []string{"e"}, EnvVars: []string{"CLR_CACHE_DIR_EXPIRE", "VMCATCHER_CACHE_DIR_EXPIRE"}, Usage: "expired images `DIR` (default CACHE/.clr/expired)"},
 		&ucli.BoolFlag{Name: "download", Aliases: []string{"D"}, Usage: "action: fetch, verify and publish the wanted images (also expires, as vmcatcher)"},
 		&ucli.BoolFlag{Name: "expire", Aliases: []string{"E"}, Usage: "action: expire images that are no longer wanted"},
 		&ucli.BoolFlag{Name: "sha512", Aliases: []string{"s"}, Usage: "action: re-hash every cached file; a corrupt image is expired (and fetched again by the next download)"},
@@ -138,11 +138,14 @@ func dirs(env cli.Env, c *ucli.Context) ([3]string, error) {
 		}
 	}
 	partial, expired := c.String("partial-dir"), c.String("expired-dir")
+	// Defaults under CACHE/.clr (vmcatcher used CACHE/partial and
+	// CACHE/expired): unverified partial transfers and expired images
+	// must not sit among the served names. Same file system as the cache.
 	if partial == "" {
-		partial = filepath.Join(dir, "partial")
+		partial = filepath.Join(dir, ".clr", "partial")
 	}
 	if expired == "" {
-		expired = filepath.Join(dir, "expired")
+		expired = filepath.Join(dir, ".clr", "expired")
 	}
 	var out [3]string
 	for i, d := range []string{dir, partial, expired} {
@@ -221,7 +224,7 @@ func run(env cli.Env, c *ucli.Context) error {
 	}
 	defer unlock()
 
-	want, err := wanted(ctx, st, mirrors)
+	want, err := wanted(ctx, st, mirrors, log)
 	if err != nil {
 		return err
 	}
@@ -257,17 +260,35 @@ func run(env cli.Env, c *ucli.Context) error {
 }
 
 // wanted maps the images that are selected and available to cache items.
-func wanted(ctx context.Context, st *store.Store, mirrors []mirror) ([]cache.Item, error) {
+func wanted(ctx context.Context, st *store.Store, mirrors []mirror, log *slog.Logger) ([]cache.Item, error) {
 	imgs, err := st.ListImages(ctx, store.ImageFilter{SelectedOnly: true, AvailableOnly: true})
 	if err != nil {
 		return nil, err
 	}
+	// The same image UUID wanted from two subscriptions cannot be one
+	// served name: neither is cached, and the operator is told.
+	count := map[string]int{}
+	for _, im := range imgs {
+		count[im.UUID]++
+	}
 	out := make([]cache.Item, 0, len(imgs))
 	for _, im := range imgs {
 		l := im.Latest
+		if count[im.UUID] > 1 {
+			log.Error("image selected in several subscriptions: not cached; unselect it in all but one (clr-image -r -u UUID --subscription SUB)",
+				"uuid", im.UUID, "subscription", im.Subscription)
+			continue
+		}
+		uri, mirrored := rewrite(l.URI, mirrors)
+		if strings.HasPrefix(strings.ToLower(uri), "file:") && !mirrored {
+			// A signed list must not make the site publish its own
+			// local files; a local source is the operator's choice.
+			log.Error("file:// image URI not cached: a local source is accepted only through --mirror", "uuid", im.UUID, "uri", l.URI)
+			continue
+		}
 		it := cache.Item{
 			UUID: im.UUID, Subscription: im.Subscription, ListIdentifier: im.Subscription,
-			SHA512: l.SHA512, Size: l.Size, URI: rewrite(l.URI, mirrors),
+			SHA512: l.SHA512, Size: l.Size, URI: uri,
 			Event: events.Image{
 				Identifier: l.Identifier, Title: l.Title, Description: l.Description, URI: l.URI, Size: l.Size,
 				Version: l.Version, Hypervisor: l.Hypervisor, Format: l.Format, Arch: l.Arch, OS: l.OS,
@@ -313,13 +334,13 @@ func parseMirrors(specs []string) ([]mirror, error) {
 }
 
 // rewrite applies the first mirror whose FROM prefixes uri.
-func rewrite(uri string, ms []mirror) string {
+func rewrite(uri string, ms []mirror) (string, bool) {
 	for _, m := range ms {
 		if rest, ok := strings.CutPrefix(uri, m.from); ok {
-			return m.to + rest
+			return m.to + rest, true
 		}
 	}
-	return uri
+	return uri, false
 }
 
 func rootPool(certDir string, log *slog.Logger) (*x509.CertPool, error) {
