@@ -60,6 +60,7 @@ func fetchHTTPTemplate(ctx context.Context, p *templatePlan) (TemplateStats, err
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: checkTemplateRedirect}
 	pace := newPacer(p.bwlimit)
+	pace.onBytes = p.req.Progress
 	var stats TemplateStats
 	for _, f := range p.files {
 		src := p.u

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -311,6 +312,9 @@ func rsyncArgs(p *templatePlan) ([]string, []byte) {
 		args = append(args, "--bwlimit="+strconv.FormatInt(max((p.bwlimit+512)/1024, 1), 10))
 	}
 	args = append(args, "--stats", "--no-human-readable", "--info=skip1", "--no-inc-recursive")
+	if p.req.Progress != nil {
+		args = append(args, "--info=progress2", "--outbuf=L")
+	}
 	if p.partial != "" {
 		args = append(args, "--partial-dir="+p.partial)
 	}
@@ -492,6 +496,9 @@ func fetchRsync(ctx context.Context, p *templatePlan) (TemplateStats, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin = bytes.NewReader(rules)
 	cmd.Stdout = stdout
+	if p.req.Progress != nil {
+		cmd.Stdout = &progressWriter{w: stdout, report: p.req.Progress}
+	}
 	cmd.Stderr = stderr
 	cmd.Env = rsyncEnv()
 	// Own process group: rsync, its forked receiver and ssh go together.
@@ -597,4 +604,33 @@ func checkRsyncVersion(ctx context.Context, bin string) error {
 	}
 	rsyncVersionSeen[bin] = err
 	return err
+}
+
+// progressWriter passes rsync's stdout on and reports the byte count of
+// its --info=progress2 lines ("  1,090,519,040 100%  335.05MB/s ..."),
+// which rsync rewrites with \r.
+type progressWriter struct {
+	w      io.Writer
+	report func(int64)
+	line   []byte
+}
+
+var progress2RE = regexp.MustCompile(`^\s*([\d,]+)\s+\d+%`)
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c == '\r' || c == '\n' {
+			if m := progress2RE.FindSubmatch(p.line); m != nil {
+				if n, err := strconv.ParseInt(strings.ReplaceAll(string(m[1]), ",", ""), 10, 64); err == nil {
+					p.report(n)
+				}
+			}
+			p.line = p.line[:0]
+			continue
+		}
+		if len(p.line) < 256 {
+			p.line = append(p.line, c)
+		}
+	}
+	return p.w.Write(b)
 }

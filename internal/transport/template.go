@@ -145,6 +145,12 @@ type TemplateRequest struct {
 	BlockSize int
 	// Rsync is the rsync binary (ssh:// only); "" means "rsync" from PATH.
 	Rsync string
+	// Progress, if set, is called from time to time with the bytes of
+	// this template done so far: for rsync the reconstructed bytes
+	// (--info=progress2: matched data counts, so it races ahead of the
+	// wire), for https and file the bytes received. For progress bars
+	// only; never an accounting.
+	Progress func(done int64)
 	// RootCAs verifies HTTPS servers; nil means the system roots.
 	RootCAs *x509.CertPool
 }

@@ -28,6 +28,22 @@ type pacer struct {
 	rate  int64 // bytes per second; 0 = unlimited
 	start time.Time
 	total int64
+	// onBytes reports the bytes moved by all copies of this pacer so
+	// far (TemplateRequest.Progress); nil = none.
+	onBytes func(done int64)
+	done    int64
+}
+
+// moved adds n to the progress count and reports it.
+func (p *pacer) moved(n int) {
+	if p.onBytes == nil || n == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.done += int64(n)
+	d := p.done
+	p.mu.Unlock()
+	p.onBytes(d)
 }
 
 func newPacer(rate int64) *pacer { return &pacer{rate: rate} }
@@ -97,6 +113,7 @@ func copyCapped(ctx context.Context, dst io.Writer, src io.Reader, limit int64, 
 				return n, &writeError{err}
 			}
 			n += int64(r)
+			pace.moved(r)
 			if progress != nil {
 				progress(r)
 			}
@@ -143,6 +160,7 @@ func fetchFileTemplate(ctx context.Context, p *templatePlan) (TemplateStats, err
 	}
 	name := (&url.URL{Scheme: "file", Path: u.Path}).String()
 	pace := newPacer(p.bwlimit)
+	pace.onBytes = p.req.Progress
 	var stats TemplateStats
 	for _, f := range p.files {
 		src := u.Path

@@ -10,10 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -204,12 +206,16 @@ func run(env cli.Env, c *ucli.Context) error {
 		return err
 	}
 	session := cli.SessionID()
+	var bar *progressBar
+	if env.StderrTTY && c.Count("quiet") == 0 {
+		bar = &progressBar{out: env.Stderr}
+	}
 	ch := &cache.Cache{
 		Dir: d[0], PartialDir: d[1], ExpiredDir: d[2],
 		Logger: log, Now: now, Grace: c.Duration("grace"), MaxAttempts: c.Int("max-attempts"),
 		Retention: cache.Retention{Keep: c.Int("keep-expired"), MaxAge: maxAge},
 		Session:   session,
-		Fetch:     fetcher(c, roots, log),
+		Fetch:     fetcher(c, roots, log, bar),
 	}
 	if cmd := c.String("execute"); cmd != "" {
 		r := hooks.Runner{Command: cmd, Timeout: c.Duration("hook-timeout"), Environ: hookEnviron(d, st.Path())}
@@ -366,7 +372,7 @@ func rootPool(certDir string, log *slog.Logger) (*x509.CertPool, error) {
 
 // fetcher adapts internal/transport to the cache, with retries and
 // backoff for the failures worth retrying (network, timeouts).
-func fetcher(c *ucli.Context, roots *x509.CertPool, log *slog.Logger) cache.FetchFunc {
+func fetcher(c *ucli.Context, roots *x509.CertPool, log *slog.Logger, bar *progressBar) cache.FetchFunc {
 	ssh := transport.SSHOptions{KeyFile: c.String("ssh-key"), KnownHosts: c.String("known-hosts"), AcceptNew: c.Bool("accept-new-host-key")}
 	bw, ioTimeout, block := c.String("bwlimit"), c.Duration("io-timeout"), c.Int("block-size")
 	retries, wait := c.Int("retries"), c.Duration("retry-wait")
@@ -378,6 +384,14 @@ func fetcher(c *ucli.Context, roots *x509.CertPool, log *slog.Logger) cache.Fetc
 		tr := transport.TemplateRequest{
 			URL: req.Item.URI, Files: specs, Basis: req.Basis, Stage: req.Stage, PartialDir: req.PartialDir,
 			SSH: ssh, BWLimit: bw, IOTimeout: ioTimeout, BlockSize: block, RootCAs: roots,
+		}
+		if bar != nil {
+			name := req.Item.Event.Title
+			if name == "" {
+				name = req.Item.UUID
+			}
+			tr.Progress = bar.start(name, req.Item.Size)
+			defer bar.finish()
 		}
 		for attempt := 0; ; attempt++ {
 			st, err := transport.FetchTemplate(ctx, tr)
@@ -531,4 +545,66 @@ func reportError(r cache.Report) error {
 		code = ExitDownload
 	}
 	return &cli.ExitError{Code: code, Err: fmt.Errorf("%d image(s) failed: %w", len(r.Errors), pick), Hint: hint}
+}
+
+// progressBar draws one line per image on a terminal: bytes, percentage,
+// rate and ETA, rewritten in place. The byte count is rsync's
+// reconstructed bytes (matched data counts), so on a delta it races ahead
+// of the wire; the summary line gives the wire bytes.
+type progressBar struct {
+	out   io.Writer
+	mu    sync.Mutex
+	name  string
+	total int64
+	began time.Time
+	drawn time.Time
+	done  int64
+	n     int
+}
+
+func (b *progressBar) start(name string, total int64) func(int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	b.name, b.total, b.done, b.began, b.drawn = name, total, 0, time.Now(), time.Time{}
+	b.draw(true)
+	return func(done int64) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.done = done
+		b.draw(false)
+	}
+}
+
+func (b *progressBar) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.draw(true)
+	fmt.Fprintln(b.out)
+}
+
+// draw rewrites the line at most five times a second unless forced.
+func (b *progressBar) draw(force bool) {
+	now := time.Now()
+	if !force && now.Sub(b.drawn) < 200*time.Millisecond {
+		return
+	}
+	b.drawn = now
+	pct := 0.0
+	if b.total > 0 {
+		pct = 100 * float64(min(b.done, b.total)) / float64(b.total)
+	}
+	el := now.Sub(b.began).Seconds()
+	rate, eta := 0.0, "--:--:--"
+	if el > 0 && b.done > 0 {
+		rate = float64(b.done) / el
+		left := time.Duration(float64(max(b.total-b.done, 0)) / rate * float64(time.Second))
+		eta = fmt.Sprintf("%d:%02d:%02d", int(left.Hours()), int(left.Minutes())%60, int(left.Seconds())%60)
+	}
+	name := b.name
+	if len(name) > 30 {
+		name = name[:29] + "…"
+	}
+	fmt.Fprintf(b.out, "\r[%d] %-30s %3.0f%% %10s / %-10s %10s/s  ETA %s ", b.n, name, pct,
+		cli.HumanBytes(b.done), cli.HumanBytes(b.total), cli.HumanBytes(int64(rate)), eta)
 }
