@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -822,5 +823,39 @@ func TestForeignFilesInCacheDir(t *testing.T) {
 	}
 	if got := servedDigest(t, c2.Dir, id); got != fx.item.SHA512 {
 		t.Errorf("served %s", got)
+	}
+}
+
+// A disk that fills up in the middle of a transfer (the transport's write
+// fails with ENOSPC) is reported as ErrNoSpace, publishes nothing, leaves
+// the served version alone, and the next run (space freed) publishes.
+func TestNoSpaceMidTransfer(t *testing.T) {
+	v1 := singleFixture(t, "0b0ab7e5-0b47-4a53-9c1c-27d57a1bbcf1", "disk.img", strings.Repeat("1", 4000))
+	f := newFake(v1)
+	c, _ := newCache(t, f)
+	if rep := download(t, c, v1.item); len(rep.Published) != 1 {
+		t.Fatalf("v1: %+v", rep)
+	}
+	v2 := singleFixture(t, v1.item.UUID, "disk.img", strings.Repeat("2", 4000))
+	full := func(ctx context.Context, req FetchRequest) (FetchStats, error) {
+		// half a file written, then the file system is full
+		os.WriteFile(filepath.Join(req.Stage, "disk.img"), []byte(strings.Repeat("2", 2000)), 0o644)
+		return FetchStats{WireBytesIn: 2000}, &os.PathError{Op: "write", Path: filepath.Join(req.Stage, "disk.img"), Err: syscall.ENOSPC}
+	}
+	c.Fetch = full
+	rep := download(t, c, v2.item)
+	if len(rep.Failed) != 1 || len(rep.Errors) != 1 || !errors.Is(rep.Errors[0], ErrNoSpace) {
+		t.Fatalf("report %+v", rep)
+	}
+	if got := servedDigest(t, c.Dir, v1.item.UUID); got != v1.item.SHA512 {
+		t.Errorf("served %s after ENOSPC, want v1", got)
+	}
+	if l := leftovers(t, c); len(l) != 0 {
+		t.Errorf("leftovers %v", l)
+	}
+	// space freed: the next run publishes v2
+	c.Fetch = newFake(v2).Fetch
+	if rep := download(t, c, v2.item); len(rep.Published) != 1 {
+		t.Fatalf("after freeing space: %+v", rep)
 	}
 }
