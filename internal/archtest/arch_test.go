@@ -25,6 +25,7 @@ var allowed = map[string][]string{
 	"internal/subscriber": {"internal/imagelist", "internal/smime", "internal/trust", "internal/store", "internal/transport", "internal/hooks", "events", "internal/fsutil"},
 	"internal/transport":  {"internal/fsutil", "internal/trust"},
 	"internal/hooks":      {"events"},
+	"internal/manifest":   {},
 	"internal/cache":      {"internal/imagelist", "internal/transport", "internal/fsutil", "events"},
 	"internal/server":     {"internal/fsutil", "golang.org/x/crypto/ssh", "golang.org/x/sys/unix"},
 	"internal/store":      {"gorm.io/gorm", "gorm.io/driver/sqlite"},
