@@ -193,29 +193,14 @@ func cmdMkfile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 {
 		ts.Fatalf("usage: mkfile FILE SIZE [SEED]")
 	}
-	mult := int64(1)
-	s := args[1]
-	switch {
-	case strings.HasSuffix(s, "k"):
-		mult, s = 1<<10, strings.TrimSuffix(s, "k")
-	case strings.HasSuffix(s, "m"):
-		mult, s = 1<<20, strings.TrimSuffix(s, "m")
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	ts.Check(err)
+	n := parseSize(ts, args[1])
 	seed := uint64(1)
 	if len(args) > 2 {
+		var err error
 		seed, err = strconv.ParseUint(args[2], 10, 64)
 		ts.Check(err)
 	}
-	buf := make([]byte, n*mult)
-	x := seed*0x9E3779B97F4A7C15 + 1
-	for i := range buf {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		buf[i] = byte(x)
-	}
+	buf := pseudoRandom(nil, n, seed)
 	p := ts.MkAbs(args[0])
 	ts.Check(os.MkdirAll(filepath.Dir(p), 0o755))
 	ts.Check(os.WriteFile(p, buf, 0o644))
@@ -451,8 +436,21 @@ func cmdInsertFile(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("insertfile: offset %d outside %s (%d bytes)", off, args[0], len(old))
 		}
 	}
+	n := parseSize(ts, args[2])
+	seed, err := strconv.ParseUint(args[3], 10, 64)
+	ts.Check(err)
+	buf := make([]byte, 0, int64(len(old))+n)
+	buf = append(buf, old[:off]...)
+	buf = pseudoRandom(buf, n, seed)
+	buf = append(buf, old[off:]...)
+	tmp := p + ".insertfile"
+	ts.Check(os.WriteFile(tmp, buf, 0o644))
+	ts.Check(os.Rename(tmp, p))
+}
+
+// parseSize reads a byte count with an optional k or m suffix (KiB, MiB).
+func parseSize(ts *testscript.TestScript, s string) int64 {
 	mult := int64(1)
-	s := args[2]
 	switch {
 	case strings.HasSuffix(s, "k"):
 		mult, s = 1<<10, strings.TrimSuffix(s, "k")
@@ -461,19 +459,18 @@ func cmdInsertFile(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	ts.Check(err)
-	seed, err := strconv.ParseUint(args[3], 10, 64)
-	ts.Check(err)
-	buf := make([]byte, 0, int64(len(old))+n*mult)
-	buf = append(buf, old[:off]...)
+	return n * mult
+}
+
+// pseudoRandom appends n deterministic bytes for seed to buf (xorshift64:
+// incompressible for rsync and zstd, the same bytes on every machine).
+func pseudoRandom(buf []byte, n int64, seed uint64) []byte {
 	x := seed*0x9E3779B97F4A7C15 + 1
-	for range n * mult {
+	for range n {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
 		buf = append(buf, byte(x))
 	}
-	buf = append(buf, old[off:]...)
-	tmp := p + ".insertfile"
-	ts.Check(os.WriteFile(tmp, buf, 0o644))
-	ts.Check(os.Rename(tmp, p))
+	return buf
 }

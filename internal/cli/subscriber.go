@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +12,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/clr-suite/clr/internal/store"
+	"github.com/clr-suite/clr/internal/subscriber"
 )
 
 // Output formats of the subscriber commands (vmcatcher's -f/--format).
@@ -79,13 +79,11 @@ func OpenExistingStore(ctx context.Context, env Env, c *ucli.Context) (*store.St
 // SessionID is a random (version 4) UUID naming one run in every event it
 // fires (VMCATCHER_EVENT_UUID_SESSION; vmcatcher used a uuid1).
 func SessionID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	id, err := subscriber.NewUUID()
+	if err != nil {
 		return fmt.Sprintf("%032x", os.Getpid())
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	return id
 }
 
 // Action is one of a command's mutually exclusive action flags.
@@ -134,6 +132,15 @@ func Clean(s string) string {
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
+
+// PyBool is a boolean as vmcatcher printed it (Python's True/False), for
+// the line formats scripts parse.
+func PyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
 
 // Lines writes tab-separated rows, one per line, each field Cleaned.
 func Lines(env Env, rows [][]string) error {

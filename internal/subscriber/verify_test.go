@@ -18,18 +18,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := testpki.WriteFile(dir, "ca.pem", f.CA.CertPEM()); err != nil {
-		t.Fatal(err)
-	}
-	// the store reads CRLs from hashed names only; any 8 hex digits do
-	if err := testpki.WriteFile(dir, "00000000.r0", testpki.CRLPEM(f.CRL)); err != nil {
-		t.Fatal(err)
-	}
-	store, err := trust.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := loadTrust(t, f)
 	signerDN, _ := trust.Oneline(f.Signer.Cert.RawSubject)
 	caDN, _ := trust.Oneline(f.Signer.Cert.RawIssuer)
 	list := func(mod func(*imagelist.List)) *imagelist.List {
@@ -116,4 +105,23 @@ func mustSign(t *testing.T, content []byte, id *testpki.Identity) []byte {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// loadTrust writes the fixture's CA and current CRL into a trust directory
+// and loads it.
+func loadTrust(t *testing.T, f *testpki.Fixture) *trust.Store {
+	t.Helper()
+	dir := t.TempDir()
+	if err := testpki.WriteFile(dir, "ca.pem", f.CA.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	// the store reads CRLs from hashed names only; any 8 hex digits do
+	if err := testpki.WriteFile(dir, "00000000.r0", testpki.CRLPEM(f.CRL)); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := trust.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }

@@ -247,7 +247,7 @@ func (w *Workflow) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscr
 	case err == nil:
 		req.Endorser = e.UUID
 	case errors.Is(err, store.ErrNotFound) && opts.AutoEndorse:
-		id, err := newUUID()
+		id, err := NewUUID()
 		if err != nil {
 			return res, err
 		}
@@ -373,9 +373,15 @@ func (w *Workflow) Update(ctx context.Context, key string) (UpdateResult, error)
 		w.recheck(ctx, sub, &res)
 		return res, fmt.Errorf("update %s: %w", sub.UUID, err)
 	}
-	res.Accept = ar
 	log.Info("accepted list", "version", v.List.Version, "new", len(ar.New), "updated", len(ar.Updated), "dropped", len(ar.Dropped), "refused", len(ar.Refused))
-	// Events after commit: the hook sees the database as it now is.
+	return w.accepted(ctx, sub, v, ar, res)
+}
+
+// accepted finishes an update whose list the store took: events after the
+// commit (the hook sees the database as it now is), for every image the
+// subscription did not know, then vmcatcher's 32 if some were refused.
+func (w *Workflow) accepted(ctx context.Context, sub store.Subscription, v *Verified, ar store.AcceptResult, res UpdateResult) (UpdateResult, error) {
+	res.Action, res.Accept = Accept, ar
 	w.fireNew(ctx, v.List, append(append([]string(nil), ar.New...), ar.Refused...))
 	if len(ar.Refused) > 0 {
 		return res, &codedError{32, fmt.Errorf("update %s: %w: %s", sub.UUID, ErrNewImageRefused, strings.Join(ar.Refused, ", "))}
@@ -428,12 +434,7 @@ func (w *Workflow) reapply(ctx context.Context, sub store.Subscription, res Upda
 	if err != nil {
 		return res, fmt.Errorf("update %s: re-process latest list: %w", sub.UUID, err)
 	}
-	res.Action, res.Accept = Accept, ar
-	w.fireNew(ctx, v.List, append(append([]string(nil), ar.New...), ar.Refused...))
-	if len(ar.Refused) > 0 {
-		return res, &codedError{32, fmt.Errorf("update %s: %w: %s", sub.UUID, ErrNewImageRefused, strings.Join(ar.Refused, ", "))}
-	}
-	return res, nil
+	return w.accepted(ctx, sub, v, ar, res)
 }
 
 // recheck re-verifies the latest accepted list at the reference time and
@@ -558,8 +559,9 @@ func imageInstances(l *imagelist.List) []store.ImageInstance {
 	return out
 }
 
-// newUUID returns a random (version 4) UUID for an auto-created endorser.
-func newUUID() (string, error) {
+// NewUUID returns a random (version 4) UUID: the identifier of an
+// auto-created endorser, and of a run in its events.
+func NewUUID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("random endorser id: %w", err)

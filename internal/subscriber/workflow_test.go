@@ -57,17 +57,7 @@ func newWF(t *testing.T) *wfFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := testpki.WriteFile(dir, "ca.pem", f.CA.CertPEM()); err != nil {
-		t.Fatal(err)
-	}
-	if err := testpki.WriteFile(dir, "00000000.r0", testpki.CRLPEM(f.CRL)); err != nil {
-		t.Fatal(err)
-	}
-	ts, err := trust.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts := loadTrust(t, f)
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "clr.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func run(env cli.Env, c *ucli.Context) error {
 		}
 		var rows [][]string
 		for _, l := range ls {
-			rows = append(rows, []string{quote(l.Endorser), quote(l.Subscription), quote(pyBool(l.Authorised))})
+			rows = append(rows, []string{quote(l.Endorser), quote(l.Subscription), quote(cli.PyBool(l.Authorised))})
 		}
 		return cli.Lines(env, rows)
 	case "create":
@@ -186,7 +186,7 @@ func run(env cli.Env, c *ucli.Context) error {
 			fmt.Fprintf(&b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", cli.Clean(p.SubjectDN), cli.Clean(p.IssuerDN))
 		}
 		for _, l := range ls {
-			fmt.Fprintf(&b, "subscription.dc:identifier=%s\nsubscription.sl:authorised=%s\n", cli.Clean(l.Subscription), cli.Clean(pyBool(l.Authorised)))
+			fmt.Fprintf(&b, "subscription.dc:identifier=%s\nsubscription.sl:authorised=%s\n", cli.Clean(l.Subscription), cli.Clean(cli.PyBool(l.Authorised)))
 		}
 		_, err = fmt.Fprint(env.Stdout, b.String())
 		return err
@@ -227,10 +227,3 @@ func toJSON(e store.Endorser, links []store.Link) endorserJSON {
 }
 
 func quote(s string) string { return "'" + s + "'" }
-
-func pyBool(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
-}

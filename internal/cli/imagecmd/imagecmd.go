@@ -213,8 +213,8 @@ func listFields(l store.ListInstance) [][2]string {
 		{"dc:date:created", imagelist.FormatTime(l.Created)},
 		{"dc:date:expires", imagelist.FormatTime(l.Expires)},
 		{"dc:date:imported", imagelist.FormatTime(l.Imported)},
-		{"expired", pyBool(l.Expired)},
-		{"revoked", pyBool(l.Revoked)},
+		{"expired", cli.PyBool(l.Expired)},
+		{"revoked", cli.PyBool(l.Revoked)},
 		{"sha512", l.SHA512},
 	}
 }
@@ -228,7 +228,7 @@ func writeInfoLines(b *strings.Builder, im store.Image, sub store.Subscription, 
 	for _, kv := range listFields(l) {
 		fmt.Fprintf(b, "imagelist.%s=%s\n", cli.Clean(kv[0]), cli.Clean(kv[1]))
 	}
-	fmt.Fprintf(b, "subscription.dc:identifier=%s\nsubscription.hv:uri=%s\nsubscription.sl:authorised=%s\n", cli.Clean(sub.UUID), cli.Clean(sub.URL), cli.Clean(pyBool(sub.Authorised)))
+	fmt.Fprintf(b, "subscription.dc:identifier=%s\nsubscription.hv:uri=%s\nsubscription.sl:authorised=%s\n", cli.Clean(sub.UUID), cli.Clean(sub.URL), cli.Clean(cli.PyBool(sub.Authorised)))
 	fmt.Fprintf(b, "endorser.hv:dn=%s\nendorser.hv:ca=%s\n", cli.Clean(l.SignerDN), cli.Clean(l.IssuerDN))
 }
 
@@ -259,11 +259,4 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-func pyBool(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
 }

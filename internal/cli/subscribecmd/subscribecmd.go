@@ -458,36 +458,32 @@ func trustAnchor(url string) string {
 	return "None"
 }
 
-func pyBool(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
+type subJSON struct {
+	Identifier    string    `json:"dc:identifier"`
+	Description   string    `json:"dc:description"`
+	Authorised    bool      `json:"sl:authorised"`
+	URI           string    `json:"hv:uri"`
+	TrustAnchor   string    `json:"hv:uri.trustAnchor"`
+	CredentialRef string    `json:"credentials,omitempty"`
+	Updated       string    `json:"dc:date:updated,omitempty"`
+	UpdateMode    int       `json:"updateMode"`
+	NewImages     string    `json:"newImages"`
+	FloorVersion  string    `json:"floor.hv:version,omitempty"`
+	FloorCreated  string    `json:"floor.dc:date:created,omitempty"`
+	List          *listJSON `json:"imagelist,omitempty"`
 }
 
-type subJSON struct {
-	Identifier    string `json:"dc:identifier"`
-	Description   string `json:"dc:description"`
-	Authorised    bool   `json:"sl:authorised"`
-	URI           string `json:"hv:uri"`
-	TrustAnchor   string `json:"hv:uri.trustAnchor"`
-	CredentialRef string `json:"credentials,omitempty"`
-	Updated       string `json:"dc:date:updated,omitempty"`
-	UpdateMode    int    `json:"updateMode"`
-	NewImages     string `json:"newImages"`
-	FloorVersion  string `json:"floor.hv:version,omitempty"`
-	FloorCreated  string `json:"floor.dc:date:created,omitempty"`
-	List          *struct {
-		Version  string `json:"hv:version"`
-		Created  string `json:"dc:date:created"`
-		Expires  string `json:"dc:date:expires"`
-		Imported string `json:"dc:date:imported"`
-		Expired  bool   `json:"expired"`
-		Revoked  bool   `json:"revoked"`
-		SignerDN string `json:"hv:dn"`
-		IssuerDN string `json:"hv:ca"`
-		SHA512   string `json:"sha512"`
-	} `json:"imagelist,omitempty"`
+// listJSON is a subscription's latest accepted list in -f json output.
+type listJSON struct {
+	Version  string `json:"hv:version"`
+	Created  string `json:"dc:date:created"`
+	Expires  string `json:"dc:date:expires"`
+	Imported string `json:"dc:date:imported"`
+	Expired  bool   `json:"expired"`
+	Revoked  bool   `json:"revoked"`
+	SignerDN string `json:"hv:dn"`
+	IssuerDN string `json:"hv:ca"`
+	SHA512   string `json:"sha512"`
 }
 
 func fmtTime(t time.Time) string {
@@ -505,17 +501,7 @@ func toJSON(s store.Subscription) subJSON {
 		FloorVersion: s.Floor.Version, FloorCreated: fmtTime(s.Floor.Created),
 	}
 	if l := s.LatestList; l != nil {
-		out.List = &struct {
-			Version  string `json:"hv:version"`
-			Created  string `json:"dc:date:created"`
-			Expires  string `json:"dc:date:expires"`
-			Imported string `json:"dc:date:imported"`
-			Expired  bool   `json:"expired"`
-			Revoked  bool   `json:"revoked"`
-			SignerDN string `json:"hv:dn"`
-			IssuerDN string `json:"hv:ca"`
-			SHA512   string `json:"sha512"`
-		}{l.Version, fmtTime(l.Created), fmtTime(l.Expires), fmtTime(l.Imported), l.Expired, l.Revoked, l.SignerDN, l.IssuerDN, l.SHA512}
+		out.List = &listJSON{l.Version, fmtTime(l.Created), fmtTime(l.Expires), fmtTime(l.Imported), l.Expired, l.Revoked, l.SignerDN, l.IssuerDN, l.SHA512}
 	}
 	return out
 }
@@ -535,7 +521,7 @@ func list(env cli.Env, c *ucli.Context, st *store.Store, format string) error {
 	// lines; message and SMIME print signed lists, which only -i shows
 	rows := make([][]string, 0, len(subs))
 	for _, s := range subs {
-		rows = append(rows, []string{s.UUID, pyBool(s.Authorised), trustAnchor(s.URL), s.URL})
+		rows = append(rows, []string{s.UUID, cli.PyBool(s.Authorised), trustAnchor(s.URL), s.URL})
 	}
 	return cli.Lines(env, rows)
 }
@@ -587,7 +573,7 @@ func info(env cli.Env, c *ucli.Context, st *store.Store, format string, keys []s
 		fmt.Fprintf(&b, "imagelist.dc:identifier=%s\n", cli.Clean(s.UUID))
 		fmt.Fprintf(&b, "subscription.dc:identifier=%s\n", cli.Clean(s.UUID))
 		fmt.Fprintf(&b, "subscription.dc:description=%s\n", cli.Clean(s.Description))
-		fmt.Fprintf(&b, "subscription.sl:authorised=%s\n", cli.Clean(pyBool(s.Authorised)))
+		fmt.Fprintf(&b, "subscription.sl:authorised=%s\n", cli.Clean(cli.PyBool(s.Authorised)))
 		fmt.Fprintf(&b, "subscription.hv:uri=%s\n", cli.Clean(s.URL))
 		fmt.Fprintf(&b, "subscription.hv:uri.trustAnchor=%s\n", cli.Clean(trustAnchor(s.URL)))
 		if s.CredentialRef != "" {
@@ -604,7 +590,7 @@ func info(env cli.Env, c *ucli.Context, st *store.Store, format string, keys []s
 				expired = fmtTime(l.InvalidatedAt)
 			}
 			fmt.Fprintf(&b, "imagelist.expired=%s\n", cli.Clean(expired))
-			fmt.Fprintf(&b, "imagelist.revoked=%s\n", cli.Clean(pyBool(l.Revoked)))
+			fmt.Fprintf(&b, "imagelist.revoked=%s\n", cli.Clean(cli.PyBool(l.Revoked)))
 			fmt.Fprintf(&b, "imagelist.dc:date:imported=%s\n", cli.Clean(fmtTime(l.Imported)))
 			fmt.Fprintf(&b, "imagelist.dc:date:created=%s\n", cli.Clean(fmtTime(l.Created)))
 			fmt.Fprintf(&b, "imagelist.dc:date:expires=%s\n", cli.Clean(fmtTime(l.Expires)))
