@@ -27,6 +27,7 @@ var migrations = []migration{
 		`ALTER TABLE subscriptions ADD COLUMN etag TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE subscriptions ADD COLUMN last_modified TEXT NOT NULL DEFAULT ''`,
 	)},
+	{3, "catalog ids and versions, run results, counters", execAll(schemaV3...)},
 }
 
 // SchemaVersion is the schema version this program migrates to.
@@ -142,6 +143,45 @@ var schemaV1 = []string{
 )`,
 	`CREATE INDEX image_instances_definition ON image_instances(definition_id)`,
 	`CREATE INDEX image_instances_sha512 ON image_instances(sha512)`,
+}
+
+// schemaV3: the published catalogs' persistent identity (DESIGN 8: ids,
+// created times and versions live here, never in the served tree), the
+// last update attempt of each subscription, and monotonic counters for
+// /metrics.
+var schemaV3 = []string{
+	`CREATE TABLE catalogs (
+	id INTEGER PRIMARY KEY,
+	kind TEXT NOT NULL UNIQUE CHECK (kind <> ''),
+	uid TEXT NOT NULL CHECK (uid <> ''),
+	created DATETIME NOT NULL,
+	version INTEGER NOT NULL CHECK (version >= 0),
+	written_version INTEGER NOT NULL DEFAULT 0,
+	name TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT ''
+)`,
+	`CREATE TABLE catalog_items (
+	id INTEGER PRIMARY KEY,
+	catalog_id INTEGER NOT NULL REFERENCES catalogs(id) ON DELETE CASCADE,
+	image TEXT NOT NULL CHECK (image <> ''),
+	uid TEXT NOT NULL UNIQUE CHECK (uid <> ''),
+	created DATETIME NOT NULL,
+	version INTEGER NOT NULL CHECK (version >= 1),
+	name TEXT NOT NULL DEFAULT '',
+	description TEXT NOT NULL DEFAULT '',
+	type TEXT NOT NULL DEFAULT '',
+	folder TEXT NOT NULL DEFAULT '',
+	files TEXT NOT NULL DEFAULT '[]',
+	present INTEGER NOT NULL DEFAULT 1,
+	UNIQUE (catalog_id, image)
+)`,
+	`ALTER TABLE subscriptions ADD COLUMN last_attempt DATETIME`,
+	`ALTER TABLE subscriptions ADD COLUMN last_result INTEGER NOT NULL DEFAULT 0`,
+	`ALTER TABLE subscriptions ADD COLUMN last_error TEXT NOT NULL DEFAULT ''`,
+	`CREATE TABLE counters (
+	name TEXT PRIMARY KEY CHECK (name <> ''),
+	value INTEGER NOT NULL DEFAULT 0
+)`,
 }
 
 // migrate brings the database to len(ms). Each migration runs in its own

@@ -41,6 +41,9 @@ type subscriptionRow struct {
 	LatestListID  *int64     `gorm:"column:latest_list_id"`
 	ETag          string     `gorm:"column:etag"`
 	LastModified  string     `gorm:"column:last_modified"`
+	LastAttempt   *time.Time `gorm:"column:last_attempt"`
+	LastResult    int        `gorm:"column:last_result"`
+	LastError     string     `gorm:"column:last_error"`
 }
 
 func (subscriptionRow) TableName() string { return "subscriptions" }
@@ -116,7 +119,7 @@ type instanceRow struct {
 func (instanceRow) TableName() string { return "image_instances" }
 
 // allModels is every model, for the schema check.
-var allModels = []any{&endorserRow{}, &principalRow{}, &subscriptionRow{}, &linkRow{}, &listRow{}, &definitionRow{}, &instanceRow{}}
+var allModels = []any{&endorserRow{}, &principalRow{}, &subscriptionRow{}, &linkRow{}, &listRow{}, &definitionRow{}, &instanceRow{}, &catalogRow{}, &catalogItemRow{}}
 
 func utc(t time.Time) time.Time {
 	if t.IsZero() {
