@@ -355,3 +355,48 @@ func (c *Cache) Published() (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// Served describes one published image version, from its record.
+type Served struct {
+	UUID     string
+	SHA512   string
+	Digest32 string // the version's directory name under the version store
+	// Dir is the absolute path of the version directory; every file of
+	// Files is Dir/<Path>, also for a single-file image. Versions are
+	// immutable: nothing under Dir changes while it exists.
+	Dir    string
+	Single bool   // a single-file image (Files has one entry)
+	Files  []File // relative to Dir
+	Image  events.Image
+}
+
+// VersionStore is the directory that holds every immutable version
+// (Dir/.clr/v): a server that follows links into it may serve what is in it.
+func (c *Cache) VersionStore() string { return filepath.Join(c.Dir, versionsRel) }
+
+// Served returns every published version (sorted by UUID) with its files,
+// read from the records only: no content is read. Links whose version or
+// record is missing are left out. It takes no lock.
+func (c *Cache) Served() ([]Served, error) {
+	vs, err := c.listCurrent()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Served, 0, len(vs))
+	for _, v := range vs {
+		if v.m == nil || v.dangling {
+			continue
+		}
+		s := Served{
+			UUID:     v.uuid,
+			SHA512:   v.m.SHA512,
+			Digest32: v.d32,
+			Dir:      v.dir(c),
+			Single:   v.single != "",
+			Files:    append([]File(nil), v.m.Files...),
+			Image:    v.m.Image,
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -64,6 +64,11 @@ type File struct {
 	Name string // relative to the item folder, forward slashes
 	Size int64  // bytes, >= 0
 	Etag int64  // >= 0, rendered as a decimal string
+	// Href is where the file is served, relative to the item folder;
+	// empty means Name. A caller that serves each content version under
+	// its own path (so a changed file never changes under a reader that
+	// holds the previous items.json) sets it.
+	Href string
 }
 
 // Item is one content library item (one folder under the library root).
@@ -310,12 +315,21 @@ func renderItem(libID string, it Item) (itemJSON, error) {
 		if f.Etag < 0 {
 			return fail("file %q: negative etag %d", f.Name, f.Etag)
 		}
+		href := f.Href
+		if href == "" {
+			href = f.Name
+		} else if err := checkRelPath(href); err != nil {
+			return fail("file %q: href: %v", f.Name, err)
+		}
+		if href == ItemFile {
+			return fail("file %q: href collides with the item manifest", f.Name)
+		}
 		names[i] = f.Name
 		fj[i] = fileJSON{
 			Name:  f.Name,
 			Size:  f.Size,
 			Etag:  strconv.FormatInt(f.Etag, 10),
-			Hrefs: []string{EscapePath(it.Folder + "/" + f.Name)},
+			Hrefs: []string{EscapePath(it.Folder + "/" + href)},
 		}
 	}
 	typ := it.Type

@@ -1,0 +1,503 @@
+package library
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clr-suite/clr/internal/store"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// fixture is a fake cache: version directories with real files.
+type fixture struct {
+	t     *testing.T
+	root  string // holds v/ (versions) and lib/ (the library)
+	st    *store.Store
+	ids   int
+	now   time.Time
+	files map[string]map[string]string // uuid -> path -> content
+	title map[string]string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(root, "clr.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &fixture{t: t, root: root, st: st, now: time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC),
+		files: map[string]map[string]string{}, title: map[string]string{}}
+}
+
+func (f *fixture) newID() (string, error) {
+	f.ids++
+	return fmt.Sprintf("00000000-0000-4000-8000-%012d", f.ids), nil
+}
+
+func sum(s string) string {
+	h := sha512.Sum512([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// images materialises the current files as immutable version directories
+// (like the cache) and returns the published images.
+func (f *fixture) images() []Image {
+	f.t.Helper()
+	var out []Image
+	for uuid, files := range f.files {
+		all := ""
+		var fl []File
+		paths := make([]string, 0, len(files))
+		for p := range files {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			c := files[p]
+			fl = append(fl, File{Path: p, Size: int64(len(c)), SHA512: sum(c)})
+			all += p + "\x00" + c + "\x00"
+		}
+		d32 := sum(all)[:32]
+		dir := filepath.Join(f.root, "v", uuid, d32)
+		if _, err := os.Stat(dir); err != nil {
+			for p, c := range files {
+				fp := filepath.Join(dir, p)
+				if err := os.MkdirAll(filepath.Dir(fp), 0o755); err != nil {
+					f.t.Fatal(err)
+				}
+				if err := os.WriteFile(fp, []byte(c), 0o644); err != nil {
+					f.t.Fatal(err)
+				}
+			}
+		}
+		out = append(out, Image{UUID: uuid, SHA512: sum(all), Digest32: d32, Dir: dir, Title: f.title[uuid], Files: fl})
+	}
+	return out
+}
+
+func (f *fixture) run(name string) Result {
+	f.t.Helper()
+	res, err := Update(context.Background(), f.st, f.images(), Options{
+		Dir: filepath.Join(f.root, "lib"), Name: name, Now: f.now, NewID: f.newID,
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res
+}
+
+func (f *fixture) read(p string) []byte {
+	f.t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.root, "lib", p))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+type libDoc struct {
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	Created string `json:"created"`
+}
+
+type itemDoc struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Version string `json:"version"`
+	Created string `json:"created"`
+	Files   []struct {
+		Name  string   `json:"name"`
+		Size  int64    `json:"size"`
+		Etag  string   `json:"etag"`
+		Hrefs []string `json:"hrefs"`
+	} `json:"files"`
+}
+
+func (f *fixture) docs() (libDoc, map[string]itemDoc) {
+	f.t.Helper()
+	var l libDoc
+	if err := json.Unmarshal(f.read("lib.json"), &l); err != nil {
+		f.t.Fatal(err)
+	}
+	var items struct {
+		Items []itemDoc `json:"items"`
+	}
+	if err := json.Unmarshal(f.read("items.json"), &items); err != nil {
+		f.t.Fatal(err)
+	}
+	out := map[string]itemDoc{}
+	for _, it := range items.Items {
+		out[it.Name] = it
+	}
+	return l, out
+}
+
+const (
+	uA = "aaaaaaaa-0000-4000-8000-000000000001"
+	uB = "bbbbbbbb-0000-4000-8000-000000000002"
+	uC = "cccccccc-0000-4000-8000-000000000003"
+)
+
+func TestGolden(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"tpl.ovf": "<ovf/>", "tpl-disk1.vmdk": "disk", "tpl.mf": "SHA256(x)= y"}
+	f.title[uA] = "Debian 12 template"
+	f.files[uB] = map[string]string{"boot.iso": "iso bytes"}
+	f.title[uB] = "Boot ISO"
+	f.files[uC] = map[string]string{"disk.qcow2": "qcow"}
+	f.run("Site library")
+	f.now = f.now.Add(24 * time.Hour)
+	f.files[uA]["tpl-disk1.vmdk"] = "disk v2"
+	f.run("Site library")
+	for _, p := range []string{"lib.json", "items.json", uA + "/item.json", uB + "/item.json", uC + "/item.json"} {
+		got := f.read(p)
+		golden := filepath.Join("testdata", "golden", strings.ReplaceAll(p, "/", "-"))
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(golden, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from %s:\n%s", p, golden, got)
+		}
+	}
+	// Every href resolves to the bytes the manifest describes.
+	_, items := f.docs()
+	for _, it := range items {
+		for _, fl := range it.Files {
+			b := f.read(fl.Hrefs[0])
+			if int64(len(b)) != fl.Size {
+				t.Errorf("%s: %d bytes, manifest says %d", fl.Hrefs[0], len(b), fl.Size)
+			}
+		}
+	}
+}
+
+// TestStableOverRuns: 100 re-runs without change move nothing and write
+// nothing; ids and created times never change.
+func TestStableOverRuns(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.ovf": "x", "a.vmdk": "y"}
+	f.files[uB] = map[string]string{"b.iso": "z"}
+	first := f.run("")
+	if !first.Written || first.Version != 1 || len(first.Added) != 2 {
+		t.Fatalf("first run %+v", first)
+	}
+	lib0, items0 := f.docs()
+	st0, err := os.Stat(filepath.Join(f.root, "lib", "lib.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		f.now = f.now.Add(time.Hour)
+		res := f.run("")
+		if res.Changed || res.Written || res.Version != 1 {
+			t.Fatalf("run %d without change: %+v", i, res)
+		}
+	}
+	lib1, items1 := f.docs()
+	if lib1 != lib0 {
+		t.Fatalf("lib.json moved: %+v -> %+v", lib0, lib1)
+	}
+	for n, it := range items0 {
+		if items1[n].ID != it.ID || items1[n].Created != it.Created || items1[n].Version != it.Version {
+			t.Fatalf("item %s moved: %+v -> %+v", n, it, items1[n])
+		}
+	}
+	st1, _ := os.Stat(filepath.Join(f.root, "lib", "lib.json"))
+	if !st1.ModTime().Equal(st0.ModTime()) || !os.SameFile(st0, st1) {
+		t.Fatal("lib.json was rewritten by a run without change")
+	}
+}
+
+// TestVersionRules is a property test: random changes over many runs;
+// after every run the manifests obey the re-sync rules a subscriber relies
+// on.
+func TestVersionRules(t *testing.T) {
+	f := newFixture(t)
+	rnd := rand.New(rand.NewSource(7))
+	uuids := []string{uA, uB, uC, "dddddddd-0000-4000-8000-000000000004"}
+	type snap struct {
+		id, created string
+		version     int64
+		files       map[string]string // name -> size/etag
+	}
+	prevLib := int64(0)
+	prevItems := map[string]snap{} // by uuid
+	ids := map[string]string{}     // uuid -> first id ever seen
+	for run := 0; run < 150; run++ {
+		changedWant := map[string]bool{}
+		for _, u := range uuids {
+			switch rnd.Intn(6) {
+			case 0: // add or change one file
+				if f.files[u] == nil {
+					f.files[u] = map[string]string{}
+				}
+				f.files[u][fmt.Sprintf("f%d.img", rnd.Intn(3))] = strconv.Itoa(rnd.Int())
+				changedWant[u] = true
+			case 1: // remove the image
+				if f.files[u] != nil {
+					delete(f.files, u)
+					changedWant[u] = true
+				}
+			case 2: // rename
+				if f.files[u] != nil {
+					f.title[u] = fmt.Sprintf("title %d", rnd.Intn(2))
+				}
+			}
+		}
+		f.now = f.now.Add(time.Hour)
+		res := f.run("")
+		lib, _ := f.docs()
+		lv, err := strconv.ParseInt(lib.Version, 10, 64)
+		if err != nil {
+			t.Fatalf("lib version %q", lib.Version)
+		}
+		var items struct {
+			Items []struct {
+				itemDoc
+				SelfHref string `json:"selfHref"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(f.read("items.json"), &items); err != nil {
+			t.Fatal(err)
+		}
+		now := map[string]snap{}
+		anyChange := false
+		for _, it := range items.Items {
+			u := filepath.Dir(it.SelfHref)
+			v, err := strconv.ParseInt(it.Version, 10, 64)
+			if err != nil {
+				t.Fatalf("item version %q", it.Version)
+			}
+			s := snap{id: it.ID, created: it.Created, version: v, files: map[string]string{}}
+			for _, fl := range it.Files {
+				e, err := strconv.ParseInt(fl.Etag, 10, 64)
+				if err != nil || e < 1 || e > v {
+					t.Fatalf("run %d: item %s file %s etag %q not a decimal in [1, version]", run, u, fl.Name, fl.Etag)
+				}
+				s.files[fl.Name] = fmt.Sprintf("%d/%s/%s", fl.Size, fl.Etag, fl.Hrefs[0])
+			}
+			if first, ok := ids[u]; ok && first != it.ID {
+				t.Fatalf("run %d: item %s id changed %s -> %s", run, u, first, it.ID)
+			}
+			ids[u] = it.ID
+			p, had := prevItems[u]
+			switch {
+			case !had:
+				anyChange = true
+			case fmt.Sprint(p.files) != fmt.Sprint(s.files):
+				if v <= p.version {
+					t.Fatalf("run %d: item %s content changed without a version bump (%d)", run, u, v)
+				}
+				anyChange = true
+			case v < p.version:
+				t.Fatalf("run %d: item %s version went down", run, u)
+			case v > p.version:
+				anyChange = true // a rename
+			}
+			if had && p.created != s.created {
+				t.Fatalf("run %d: item %s created changed", run, u)
+			}
+			now[u] = s
+		}
+		for u := range prevItems {
+			if _, ok := now[u]; !ok {
+				anyChange = true
+			}
+		}
+		for u := range changedWant {
+			if _, a := prevItems[u]; a || now[u].id != "" {
+				if fmt.Sprint(prevItems[u]) == fmt.Sprint(now[u]) {
+					t.Fatalf("run %d: image %s changed but its item did not", run, u)
+				}
+			}
+		}
+		switch {
+		case anyChange && lv <= prevLib:
+			t.Fatalf("run %d: items changed but lib version stayed %d", run, lv)
+		case !anyChange && lv != prevLib:
+			t.Fatalf("run %d: nothing changed but lib version %d -> %d", run, prevLib, lv)
+		case anyChange != res.Changed:
+			t.Fatalf("run %d: Changed %v, manifests say %v", run, res.Changed, anyChange)
+		}
+		prevLib, prevItems = lv, now
+	}
+}
+
+// TestEtagsPerFile: a changed file gets the new item version as etag; the
+// other files of the item keep theirs.
+func TestEtagsPerFile(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"t.ovf": "o", "t.vmdk": "d", "t.mf": "m"}
+	f.run("")
+	f.files[uA]["t.vmdk"] = "d2"
+	f.files[uA]["t.mf"] = "m2"
+	f.run("")
+	_, items := f.docs()
+	it := items[uA]
+	if it.Version != "2" || it.Type != "vcsp.ovf" {
+		t.Fatalf("item %+v", it)
+	}
+	want := map[string]string{"t.ovf": "1", "t.vmdk": "2", "t.mf": "2"}
+	for _, fl := range it.Files {
+		if fl.Etag != want[fl.Name] {
+			t.Errorf("%s etag %s, want %s", fl.Name, fl.Etag, want[fl.Name])
+		}
+	}
+}
+
+// TestRemovedAndBack: a removed image leaves the manifests; when it comes
+// back it has its old id and a higher version.
+func TestRemovedAndBack(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "1"}
+	f.files[uB] = map[string]string{"b.iso": "2"}
+	f.run("")
+	_, items := f.docs()
+	idB := items[uB].ID
+	saved := f.files[uB]
+	delete(f.files, uB)
+	res := f.run("")
+	if len(res.Removed) != 1 || res.Version != 2 {
+		t.Fatalf("remove: %+v", res)
+	}
+	if _, items = f.docs(); len(items) != 1 {
+		t.Fatalf("items after remove: %v", items)
+	}
+	f.files[uB] = saved
+	res = f.run("")
+	_, items = f.docs()
+	if len(res.Added) != 1 || items[uB].ID != idB || items[uB].Version != "3" {
+		t.Fatalf("back: %+v %+v", res, items[uB])
+	}
+}
+
+// TestDuplicateTitles get unique names; renaming bumps only that item.
+func TestDuplicateTitles(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "1"}
+	f.files[uB] = map[string]string{"b.iso": "2"}
+	f.title[uA], f.title[uB] = "Same", "Same"
+	f.run("")
+	_, items := f.docs()
+	if _, ok := items["Same (aaaaaaaa)"]; !ok {
+		t.Fatalf("names %v", items)
+	}
+	f.title[uB] = "Other"
+	f.run("")
+	_, items = f.docs()
+	if items["Same"].Version != "2" || items["Other"].Version != "2" {
+		t.Fatalf("after rename %+v", items)
+	}
+}
+
+// TestInterruptedWriteIsRepaired: the database says version 2 but the
+// write of the files did not finish; the next run writes everything.
+func TestInterruptedWriteIsRepaired(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "1"}
+	f.run("")
+	f.files[uA] = map[string]string{"a.iso": "2"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Update(ctx, f.st, f.images(), Options{Dir: filepath.Join(f.root, "lib"), Now: f.now, NewID: f.newID})
+	if err == nil {
+		t.Fatal("a cancelled update reported success")
+	}
+	lib, _ := f.docs()
+	if lib.Version != "1" {
+		t.Fatalf("lib.json moved to %s before its items were written", lib.Version)
+	}
+	res := f.run("")
+	lib, items := f.docs()
+	if !res.Written || lib.Version != "2" || items[uA].Version != "2" {
+		t.Fatalf("repair: %+v lib %+v item %+v", res, lib, items[uA])
+	}
+}
+
+// TestPrune: once the cache drops an old version, its path leaves the
+// library; the current one stays.
+func TestPrune(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "1"}
+	old := f.images()[0]
+	f.run("")
+	f.files[uA] = map[string]string{"a.iso": "2"}
+	res := f.run("")
+	if len(res.Pruned) != 0 {
+		t.Fatalf("pruned %v while the old version still exists", res.Pruned)
+	}
+	if err := os.RemoveAll(old.Dir); err != nil {
+		t.Fatal(err)
+	}
+	res = f.run("")
+	if len(res.Pruned) != 1 || res.Pruned[0] != uA+"/"+old.Digest32 {
+		t.Fatalf("pruned %v", res.Pruned)
+	}
+	_, items := f.docs()
+	if b := f.read(items[uA].Files[0].Hrefs[0]); string(b) != "2" {
+		t.Fatalf("current file reads %q", b)
+	}
+	// A removed image keeps its folder while the cache still has its
+	// version (readers of the previous items.json), then it goes.
+	delete(f.files, uA)
+	f.run("")
+	if _, err := os.Stat(filepath.Join(f.root, "lib", uA)); err != nil {
+		t.Fatalf("removed item's folder gone while its version exists: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(f.root, "v", uA)); err != nil {
+		t.Fatal(err)
+	}
+	f.run("")
+	if _, err := os.Stat(filepath.Join(f.root, "lib", uA)); err == nil {
+		t.Fatal("removed item's folder still there after its version was dropped")
+	}
+}
+
+func TestRefusesUnsafeImages(t *testing.T) {
+	f := newFixture(t)
+	for _, im := range []Image{
+		{UUID: "../x", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "a"}}},
+		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "../a"}}},
+		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: ".hidden"}}},
+		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "item.json"}}},
+		{UUID: "lib.json", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "a"}}},
+		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "rel", Files: []File{{Path: "a"}}},
+		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v"},
+	} {
+		_, err := Update(context.Background(), f.st, []Image{im}, Options{Dir: filepath.Join(f.root, "lib"), Now: f.now, NewID: f.newID})
+		if err == nil {
+			t.Errorf("%+v accepted", im)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.root, "lib", "lib.json")); err == nil {
+		t.Fatal("a refused image produced a lib.json")
+	}
+}
