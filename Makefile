@@ -4,6 +4,8 @@ BIN     := bin
 # System tools: Debian package:command.
 TOOLS_DEMO := openssl:openssl rsync:rsync openssh-client:ssh
 TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd
+# Go-built test tools (govc, vcsim, pebble) go to .tools/bin, first on PATH.
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: all build demo test check fmt-check vet race tidy-check bench soak fuzz tools-demo tools-test clean
 
@@ -14,9 +16,11 @@ build:
 
 tools-demo:
 	@scripts/need-tools.sh $(TOOLS_DEMO)
+	@scripts/need-gotools.sh
 
 tools-test:
 	@scripts/need-tools.sh $(TOOLS_TEST)
+	@scripts/need-gotools.sh
 
 ## demo: the main job end to end on embedded defaults, all on 127.0.0.1.
 demo: tools-demo build

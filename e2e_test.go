@@ -6,13 +6,18 @@ package clr_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	mrand "math/rand"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +95,7 @@ func TestScript(t *testing.T) {
 			"between":    cmdBetween,
 			"patchfile":  cmdPatchFile,
 			"insertfile": cmdInsertFile,
+			"httpget":    cmdHTTPGet,
 		},
 	})
 }
@@ -473,4 +479,66 @@ func pseudoRandom(buf []byte, n int64, seed uint64) []byte {
 		buf = append(buf, byte(x))
 	}
 	return buf
+}
+
+// httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head] URL OUT
+// makes one request (GET, or HEAD with -head) and writes the body to OUT
+// and "status N" plus the interesting response headers (lower-case) to
+// OUT.head, for grep and cmp. It never follows a redirect with
+// -noredirect. Only loopback URLs.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	fs := flag.NewFlagSet("httpget", flag.ContinueOnError)
+	user := fs.String("u", "", "user:password")
+	rng := fs.String("range", "", "Range header value")
+	ca := fs.String("ca", "", "trusted CA PEM file")
+	noRedirect := fs.Bool("noredirect", false, "do not follow redirects")
+	head := fs.Bool("head", false, "HEAD instead of GET")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 2 || neg {
+		ts.Fatalf("usage: httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head] URL OUT")
+	}
+	u, err := url.Parse(fs.Arg(0))
+	ts.Check(err)
+	if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+		ts.Fatalf("httpget: %s is not a loopback address", u.Host)
+	}
+	tr := &http.Transport{}
+	if *ca != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(ts.ReadFile(*ca))) {
+			ts.Fatalf("httpget: no certificate in %s", *ca)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	if *noRedirect {
+		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	method := http.MethodGet
+	if *head {
+		method = http.MethodHead
+	}
+	req, err := http.NewRequest(method, u.String(), nil)
+	ts.Check(err)
+	if *user != "" {
+		n, p, _ := strings.Cut(*user, ":")
+		req.SetBasicAuth(n, p)
+	}
+	if *rng != "" {
+		req.Header.Set("Range", *rng)
+	}
+	resp, err := client.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	var h strings.Builder
+	fmt.Fprintf(&h, "status %d\n", resp.StatusCode)
+	for _, k := range []string{"Content-Type", "Content-Length", "Content-Range", "Location", "Www-Authenticate", "Accept-Ranges"} {
+		if v := resp.Header.Get(k); v != "" {
+			fmt.Fprintf(&h, "%s: %s\n", strings.ToLower(k), v)
+		}
+	}
+	out := ts.MkAbs(fs.Arg(1))
+	ts.Check(os.WriteFile(out, body, 0o644))
+	ts.Check(os.WriteFile(out+".head", []byte(h.String()), 0o644))
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"github.com/clr-suite/clr/internal/cache"
 	"github.com/clr-suite/clr/internal/cli"
 	"github.com/clr-suite/clr/internal/hooks"
+	"github.com/clr-suite/clr/internal/library"
 	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/transport"
 )
@@ -76,40 +79,58 @@ Examples:
   clr-cache -s                                 # re-verify every cached file
   clr-cache --mirror ssh://publisher:2222/=ssh://regional:2222/`
 
-func newApp(env cli.Env) *ucli.App {
-	flags := append(cli.SubscriberFlags(),
-		&ucli.StringFlag{Name: "cache-dir", Aliases: []string{"C"}, EnvVars: []string{"CLR_CACHE_DIR_CACHE", "VMCATCHER_CACHE_DIR_CACHE"}, Usage: "published cache `DIR` (default /var/lib/clr/cache as root, else ~/.local/share/clr/cache)"},
-		&ucli.StringFlag{Name: "partial-dir", Aliases: []string{"p"}, EnvVars: []string{"CLR_CACHE_DIR_DOWNLOAD", "VMCATCHER_CACHE_DIR_DOWNLOAD"}, Usage: "staging `DIR`, same file system as the cache (default CACHE/.clr/partial)"},
-		&ucli.StringFlag{Name: "expired-dir", Aliases: []string{"e"}, EnvVars: []string{"CLR_CACHE_DIR_EXPIRE", "VMCATCHER_CACHE_DIR_EXPIRE"}, Usage: "expired images `DIR` (default CACHE/.clr/expired)"},
+// cacheFlags are the flags of a cache run (also taken by the daemon). Every
+// flag has an environment twin, so a container is configured by its
+// environment alone.
+func cacheFlags() []ucli.Flag {
+	return append(append(cli.SubscriberFlags(), dirFlags()...),
 		&ucli.BoolFlag{Name: "download", Aliases: []string{"D"}, Usage: "action: fetch, verify and publish the wanted images (also expires, as vmcatcher)"},
 		&ucli.BoolFlag{Name: "expire", Aliases: []string{"E"}, Usage: "action: expire images that are no longer wanted"},
 		&ucli.BoolFlag{Name: "sha512", Aliases: []string{"s"}, Usage: "action: re-hash every cached file; a corrupt image is expired (and fetched again by the next download)"},
 		&ucli.StringFlag{Name: "execute", Aliases: []string{"x"}, EnvVars: []string{"CLR_CACHE_EVENT", "VMCATCHER_CACHE_EVENT"}, Usage: "run `CMD` (with /bin/sh) for every event; values in CLR_EVENT_*/VMCATCHER_EVENT_* and JSON on stdin"},
-		&ucli.DurationFlag{Name: "hook-timeout", Value: hooks.DefaultTimeout, Usage: "kill a hook after this `DURATION`"},
+		&ucli.DurationFlag{Name: "hook-timeout", Value: hooks.DefaultTimeout, EnvVars: []string{"CLR_HOOK_TIMEOUT"}, Usage: "kill a hook after this `DURATION`"},
 		&ucli.StringFlag{Name: "ssh-key", EnvVars: []string{"CLR_SSH_KEY"}, Usage: "SSH identity `FILE` for ssh:// sources"},
 		&ucli.StringFlag{Name: "known-hosts", EnvVars: []string{"CLR_KNOWN_HOSTS"}, Usage: "pinned SSH host keys `FILE` for ssh:// sources"},
-		&ucli.BoolFlag{Name: "accept-new-host-key", Usage: "trust an SSH host key seen for the first time (and record it in --known-hosts)"},
-		&ucli.StringFlag{Name: "bwlimit", EnvVars: []string{"CLR_BWLIMIT"}, Usage: "bandwidth cap, rsync `RATE` units: 1.5m = 1.5 MiB/s, 500k, plain number = KiB/s"},
-		&ucli.DurationFlag{Name: "io-timeout", Value: 5 * time.Minute, Usage: "fail a transfer with no progress for this `DURATION`"},
-		&ucli.IntFlag{Name: "block-size", Value: transport.DefaultBlockSize, Usage: "rsync delta block `BYTES` (8192: VM disks change in 4 KiB pages, docs/benchmarks.md)"},
-		&ucli.IntFlag{Name: "retries", Value: 3, Usage: "retry a failed transfer this many times (only retryable failures: network, timeout)"},
-		&ucli.DurationFlag{Name: "retry-wait", Value: 10 * time.Second, Usage: "first wait before a retry; doubles each time"},
-		&ucli.IntFlag{Name: "max-attempts", Value: cache.DefaultMaxAttempts, Usage: "give up an image version after this many failed runs, until its list changes (vmcatcher: 5)"},
-		&ucli.DurationFlag{Name: "grace", Value: cache.DefaultGrace, Usage: "keep a replaced version readable this long"},
-		&ucli.IntFlag{Name: "keep-expired", Value: 3, Usage: "expired versions kept per image (0 = all)"},
-		&ucli.StringFlag{Name: "expired-max-age", Value: "30d", Usage: "delete expired versions older than this (0 = never)"},
+		&ucli.BoolFlag{Name: "accept-new-host-key", EnvVars: []string{"CLR_ACCEPT_NEW_HOST_KEY"}, Usage: "trust an SSH host key seen for the first time (and record it in --known-hosts)"},
+		&ucli.StringFlag{Name: "bwlimit", EnvVars: []string{"CLR_BWLIMIT", "SYNC_MAX_BW"}, Usage: "bandwidth cap, rsync `RATE` units: 1.5m = 1.5 MiB/s, 500k, plain number = KiB/s"},
+		&ucli.DurationFlag{Name: "io-timeout", Value: 5 * time.Minute, EnvVars: []string{"CLR_IO_TIMEOUT"}, Usage: "fail a transfer with no progress for this `DURATION`"},
+		&ucli.IntFlag{Name: "block-size", Value: transport.DefaultBlockSize, EnvVars: []string{"CLR_BLOCK_SIZE"}, Usage: "rsync delta block `BYTES` (8192: VM disks change in 4 KiB pages, docs/benchmarks.md)"},
+		&ucli.IntFlag{Name: "retries", Value: 3, EnvVars: []string{"CLR_RETRIES"}, Usage: "retry a failed transfer this many times (only retryable failures: network, timeout)"},
+		&ucli.DurationFlag{Name: "retry-wait", Value: 10 * time.Second, EnvVars: []string{"CLR_RETRY_WAIT"}, Usage: "first wait before a retry; doubles each time"},
+		&ucli.IntFlag{Name: "max-attempts", Value: cache.DefaultMaxAttempts, EnvVars: []string{"CLR_MAX_ATTEMPTS"}, Usage: "give up an image version after this many failed runs, until its list changes (vmcatcher: 5)"},
+		&ucli.DurationFlag{Name: "grace", Value: cache.DefaultGrace, EnvVars: []string{"CLR_GRACE"}, Usage: "keep a replaced version readable this long"},
+		&ucli.IntFlag{Name: "keep-expired", Value: 3, EnvVars: []string{"CLR_KEEP_EXPIRED"}, Usage: "expired versions kept per image (0 = all)"},
+		&ucli.StringFlag{Name: "expired-max-age", Value: "30d", EnvVars: []string{"CLR_EXPIRED_MAX_AGE"}, Usage: "delete expired versions older than this (0 = never)"},
 		&ucli.BoolFlag{Name: "dry-run", Usage: "with -E: only say what would be expired and pruned"},
-		&ucli.StringSliceFlag{Name: "mirror", Usage: "fetch from a mirror: `FROM=TO` replaces the URI prefix FROM by TO (repeatable); the signed hashes make any mirror untrusted transport"},
+		&ucli.StringSliceFlag{Name: "mirror", EnvVars: []string{"CLR_MIRROR"}, Usage: "fetch from a mirror: `FROM=TO` replaces the URI prefix FROM by TO (repeatable); the signed hashes make any mirror untrusted transport"},
 		&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "CA `DIR` also trusted for HTTPS sources (besides the system roots)"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the run's report as JSON on stdout"},
+		&ucli.StringFlag{Name: "peer", EnvVars: []string{"CLR_PEER"}, Usage: "fetch every ssh:// image from `HOST[:PORT]` instead of the host its list names (content-library-rsync: SYNC_PEER, SYNC_PORT)"},
+		&ucli.BoolFlag{Name: "no-library", EnvVars: []string{"CLR_NO_LIBRARY"}, Usage: "do not regenerate the vSphere content library manifests"},
+		&ucli.StringFlag{Name: "library-name", Value: library.DefaultName, EnvVars: []string{"CLR_LIBRARY_NAME", "LIBRARY_NAME"}, Usage: "content library `NAME` in lib.json"},
+		&ucli.StringFlag{Name: "library-description", EnvVars: []string{"CLR_LIBRARY_DESCRIPTION"}, Usage: "content library `TEXT` in lib.json"},
 	)
+}
+
+// dirFlags locate the cache tree (the cache run, serve and the daemon).
+func dirFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "cache-dir", Aliases: []string{"C"}, EnvVars: []string{"CLR_CACHE_DIR_CACHE", "VMCATCHER_CACHE_DIR_CACHE"}, Usage: "published cache `DIR` (default /var/lib/clr/cache as root, else ~/.local/share/clr/cache)"},
+		&ucli.StringFlag{Name: "partial-dir", Aliases: []string{"p"}, EnvVars: []string{"CLR_CACHE_DIR_DOWNLOAD", "VMCATCHER_CACHE_DIR_DOWNLOAD"}, Usage: "staging `DIR`, same file system as the cache (default CACHE/.clr/partial)"},
+		&ucli.StringFlag{Name: "expired-dir", Aliases: []string{"e"}, EnvVars: []string{"CLR_CACHE_DIR_EXPIRE", "VMCATCHER_CACHE_DIR_EXPIRE"}, Usage: "expired images `DIR` (default CACHE/.clr/expired)"},
+		&ucli.StringFlag{Name: "library-dir", EnvVars: []string{"CLR_LIBRARY_DIR"}, Usage: "web root `DIR` of the vSphere content library (lib.json; default CACHE/.clr/library)"},
+	}
+}
+
+func newApp(env cli.Env) *ucli.App {
 	return &ucli.App{
 		Name:                      "clr-cache",
 		Usage:                     "fetch, verify, publish and expire the selected images (vmcatcher_cache)",
 		Description:               description,
-		Flags:                     flags,
+		Flags:                     cacheFlags(),
 		DisableSliceFlagSeparator: true,
 		Action:                    func(c *ucli.Context) error { return run(env, c) },
+		Commands:                  []*ucli.Command{serveCommand(env), daemonCommand(env)},
 	}
 }
 
@@ -192,6 +213,9 @@ func run(env cli.Env, c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	if p := peerOf(env, c); p != "" {
+		mirrors = append(mirrors, mirror{from: peerAny, to: p})
+	}
 	if _, err := transport.ParseBWLimit(c.String("bwlimit")); c.String("bwlimit") != "" && err != nil {
 		return cli.Usagef("--bwlimit: %v", err)
 	}
@@ -256,13 +280,26 @@ func run(env cli.Env, c *ucli.Context) error {
 			return err
 		}
 	}
+	var libErr error
+	if !c.Bool("no-library") && !c.Bool("dry-run") {
+		if _, libErr = updateLibrary(ctx, c, st, ch, now, log); libErr != nil {
+			log.Error("content library manifests not updated; the previous ones stay served", "err", libErr)
+		}
+	}
 	summarize(env, c, log, now, total)
 	if c.Bool("json") {
 		if err := cli.WriteJSON(env.Stdout, reportJSON(total)); err != nil {
 			return err
 		}
 	}
-	return reportError(total)
+	runErr := reportError(total)
+	if runErr == nil && libErr != nil {
+		runErr = fmt.Errorf("content library manifests: %w", libErr)
+	}
+	if !c.Bool("dry-run") {
+		recordRun(ctx, st, now, total, runErr, log)
+	}
+	return runErr
 }
 
 // wanted maps the images that are selected and available to cache items.
@@ -339,9 +376,38 @@ func parseMirrors(specs []string) ([]mirror, error) {
 	return out, nil
 }
 
-// rewrite applies the first mirror whose FROM prefixes uri.
+// peerAny is the FROM of the --peer rule: any ssh:// authority.
+const peerAny = "ssh://*"
+
+// peerOf is --peer, else content-library-rsync's SYNC_PEER with SYNC_PORT
+// (default 2222, its server's published port).
+func peerOf(env cli.Env, c *ucli.Context) string {
+	if p := c.String("peer"); p != "" {
+		return p
+	}
+	if p := env.Getenv("SYNC_PEER"); p != "" {
+		port := env.Getenv("SYNC_PORT")
+		if port == "" {
+			port = "2222"
+		}
+		return net.JoinHostPort(p, port)
+	}
+	return ""
+}
+
+// rewrite applies the first mirror whose FROM prefixes uri. The --peer
+// rule replaces the host and port of any ssh:// URI, keeping its user and
+// path.
 func rewrite(uri string, ms []mirror) (string, bool) {
 	for _, m := range ms {
+		if m.from == peerAny {
+			u, err := url.Parse(uri)
+			if err != nil || !strings.EqualFold(u.Scheme, "ssh") {
+				continue
+			}
+			u.Host = m.to
+			return u.String(), true
+		}
 		if rest, ok := strings.CutPrefix(uri, m.from); ok {
 			return m.to + rest, true
 		}

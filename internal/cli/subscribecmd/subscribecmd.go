@@ -429,6 +429,7 @@ func update(ctx context.Context, st *store.Store, wf *subscriber.Workflow, keys 
 		if errors.Is(err, context.Canceled) {
 			return err
 		}
+		recordAttempt(ctx, st, key, wf.Policy.Time, err, log)
 		if err != nil {
 			if last != nil {
 				log.Error(last.Error())
@@ -449,6 +450,19 @@ func update(ctx context.Context, st *store.Store, wf *subscriber.Workflow, keys 
 		return &cli.ExitError{Code: code, Err: last, Hint: hint}
 	}
 	return nil
+}
+
+// recordAttempt keeps the outcome for /metrics and -i (a failure to record
+// is only logged: it never changes the update's result).
+func recordAttempt(ctx context.Context, st *store.Store, key string, at time.Time, err error, log *slog.Logger) {
+	a := store.Attempt{At: at}
+	if err != nil {
+		a.ExitCode, _ = cli.ExitCode(err, classify)
+		a.Error = strings.SplitN(err.Error(), "\n", 2)[0]
+	}
+	if rerr := st.RecordAttempt(context.WithoutCancel(ctx), key, a); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+		log.Warn("update result not recorded", "subscription", key, "err", rerr)
+	}
 }
 
 func trustAnchor(url string) string {

@@ -1,0 +1,97 @@
+package cachecmd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/clr-suite/clr/internal/cache"
+	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/library"
+	"github.com/clr-suite/clr/internal/store"
+	"github.com/clr-suite/clr/internal/subscriber"
+)
+
+// libraryDir is the content library's web root: --library-dir, else
+// CACHE/.clr/library (inside the cache tree, so its links into the
+// version store are short and stay valid when the tree moves).
+func libraryDir(c *ucli.Context, cacheDir string) (string, error) {
+	d := c.String("library-dir")
+	if d == "" {
+		return filepath.Join(cacheDir, ".clr", "library"), nil
+	}
+	return filepath.Abs(d)
+}
+
+// updateLibrary regenerates the content library manifests from what the
+// cache serves. It reads records, never content.
+func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *cache.Cache, now time.Time, log *slog.Logger) (library.Result, error) {
+	dir, err := libraryDir(c, ch.Dir)
+	if err != nil {
+		return library.Result{}, err
+	}
+	served, err := ch.Served()
+	if err != nil {
+		return library.Result{}, err
+	}
+	imgs := make([]library.Image, 0, len(served))
+	for _, s := range served {
+		im := library.Image{UUID: s.UUID, SHA512: s.SHA512, Digest32: s.Digest32, Dir: s.Dir,
+			Title: s.Image.Title, Description: s.Image.Description}
+		for _, f := range s.Files {
+			im.Files = append(im.Files, library.File{Path: f.Path, Size: f.Size, SHA512: f.SHA512})
+		}
+		imgs = append(imgs, im)
+	}
+	res, err := library.Update(ctx, st, imgs, library.Options{
+		Dir: dir, Name: c.String("library-name"), Description: c.String("library-description"),
+		Now: now, NewID: subscriber.NewUUID, Logger: log,
+	})
+	if err != nil {
+		return res, err
+	}
+	if res.Changed {
+		log.Info("content library updated", "version", res.Version, "items", res.Items,
+			"added", len(res.Added), "updated", len(res.Updated), "removed", len(res.Removed))
+		if err := st.AddCounters(ctx, nil, map[string]int64{
+			store.GaugeCatalogVersion: res.Version, store.GaugeCatalogItems: int64(res.Items),
+			store.GaugeCatalogLastWrite: now.Unix(),
+		}); err != nil {
+			log.Warn("metrics not recorded", "err", err)
+		}
+	}
+	return res, nil
+}
+
+// recordRun adds the run to the counters /metrics exposes. A failure to
+// record is logged, never the run's result.
+func recordRun(ctx context.Context, st *store.Store, now time.Time, r cache.Report, runErr error, log *slog.Logger) {
+	verify := 0
+	for _, e := range r.Errors {
+		if errors.Is(e, cache.ErrVerify) {
+			verify++
+		}
+	}
+	code := 0
+	if runErr != nil {
+		code, _ = cli.ExitCode(runErr, classify)
+	}
+	add := map[string]int64{
+		store.CounterCacheRuns: 1, store.CounterBytesIn: r.WireBytesIn, store.CounterBytesOut: r.WireBytesOut,
+		store.CounterImagesPublished: int64(len(r.Published)), store.CounterImagesExpired: int64(len(r.Expired)),
+		store.CounterVerifyFailures: int64(verify),
+	}
+	set := map[string]int64{store.GaugeCacheLastRun: now.Unix(), store.GaugeCacheLastResult: int64(code)}
+	if runErr != nil {
+		add[store.CounterCacheFailedRuns] = 1
+	} else {
+		set[store.GaugeCacheLastSuccess] = now.Unix()
+	}
+	if err := st.AddCounters(context.WithoutCancel(ctx), add, set); err != nil {
+		log.Warn("metrics not recorded", "err", err)
+	}
+}
