@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 # System tools: Debian package:command.
 TOOLS_DEMO := openssl:openssl rsync:rsync openssh-client:ssh
-TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd
+TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd qemu-utils:qemu-img
 # Go-built test tools (govc, vcsim, pebble) go to .tools/bin, first on PATH.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 

@@ -39,8 +39,10 @@ import (
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
 	"github.com/clr-suite/clr/internal/cli/servercmd"
 	"github.com/clr-suite/clr/internal/cli/subscribecmd"
+	"github.com/clr-suite/clr/internal/ovfgen"
 	"github.com/clr-suite/clr/internal/server"
 	"github.com/clr-suite/clr/internal/testpki"
+	"github.com/clr-suite/clr/internal/vcspcheck"
 )
 
 // testEnv is the process environment with one test-only addition: the
@@ -68,6 +70,9 @@ func TestMain(m *testing.M) {
 		"clr-subscribe": func() { os.Exit(subscribecmd.Main(testEnv())) },
 		"clr-image":     func() { os.Exit(imagecmd.Main(testEnv())) },
 		"clr-cache":     func() { os.Exit(cachecmd.Main(testEnv())) },
+		// test tools: a template generator and a VCSP subscriber walk (+ vcsim)
+		"mktemplate": func() { os.Exit(ovfgen.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"vcspcheck":  func() { os.Exit(vcspcheck.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 
@@ -78,6 +83,7 @@ func TestScript(t *testing.T) {
 		RequireExplicitExec: true,
 		UpdateScripts:       os.Getenv("UPDATE_GOLDEN") == "1",
 		Setup:               setup,
+		Condition:           condition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":      cmdExits,
 			"timeat":     cmdTimeAt,
@@ -541,4 +547,21 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	out := ts.MkAbs(fs.Arg(1))
 	ts.Check(os.WriteFile(out, body, 0o644))
 	ts.Check(os.WriteFile(out+".head", []byte(h.String()), 0o644))
+}
+
+// condition [have:TOOL] is true when TOOL is on PATH; a missing tool is an
+// error in CI (CI=true), so `[!have:govc] skip` only skips outside CI
+// (`make test` installs the tools).
+func condition(cond string) (bool, error) {
+	tool, ok := strings.CutPrefix(cond, "have:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	if _, err := exec.LookPath(tool); err != nil {
+		if os.Getenv("CI") == "true" {
+			return false, fmt.Errorf("%s is required in CI (make tools-test installs it): %v", tool, err)
+		}
+		return false, nil
+	}
+	return true, nil
 }
