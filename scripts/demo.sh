@@ -11,15 +11,23 @@
 #   8. the site subscribes to the signed list (clr-endorser, clr-subscribe,
 #      clr-image: vmcatcher's commands renamed), updates it and selects images.
 #   9. clr-cache fetches the selected images from clr-server over rsync/SSH,
-#      verifies every byte against the signed list and publishes them.
-# The vSphere manifests join the chain when they land.
+#      verifies every byte against the signed list, publishes them and writes
+#      the vSphere content library manifests (lib.json, items.json, item.json);
+#  10. clr-cache serve exports the content library over HTTP; a subscriber's
+#      walk (vcspcheck) shows what vCenter sees, and govmomi's vcsim imports
+#      every item and deploys the OVF template (when govc/vcsim are
+#      installed: make demo installs them into .tools/bin);
+#  11. one template changes: only the delta crosses the wire, and only that
+#      item's version (and the library's) grows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 D=${DEMO_DIR:-.demo}
 rm -rf "$D"
-mkdir -p "$D/pki/ca" "$D/library/centos9-template" "$D/pub"
+mkdir -p "$D/pki/ca" "$D/library" "$D/pub"
 say() { printf '\n== %s\n' "$*"; }
+# the demo's template generator and subscriber walk (test tools, not shipped)
+go build -o "$D/tools/" ./internal/tools/...
 
 say "1. throwaway CA and signer ($D/pki)"
 P=$D/pki
@@ -28,15 +36,9 @@ openssl x509 -in "$P/signer.pem" -noout -subject -issuer -nameopt compat
 
 say "2. a small template library ($D/library)"
 L=$D/library
-head -c 3145728 /dev/urandom >"$L/centos9-template/centos9-disk1.vmdk"
-cat >"$L/centos9-template/centos9.ovf" <<'OVF'
-<?xml version="1.0" encoding="UTF-8"?>
-<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">
-  <References><File ovf:href="centos9-disk1.vmdk" ovf:id="file1"/></References>
-</Envelope>
-OVF
-(cd "$L/centos9-template" && sha256sum centos9.ovf centos9-disk1.vmdk | awk '{print "SHA256(" $2 ")= " $1}' >centos9.mf)
-head -c 1048576 /dev/urandom >"$L/tools.iso"
+# a deployable OVF template: descriptor, streamOptimized disk, .mf
+"$D/tools/mktemplate" -dir "$L/centos9-template" -name centos9 -seed 1 -disk-capacity 16MiB -data-size 1MiB \
+	-iso "$L/tools.iso" -iso-size 1MiB
 head -c 2097152 /dev/urandom >"$L/alpine-3.20.qcow2"
 # A library at rest: files modified within 2 s of being hashed are hashed
 # again on the next run (see docs/publish.md, "hash cache").
@@ -102,7 +104,7 @@ echo "after clr-image -a (state 3 = selected and available):"
 "$BIN/clr-image" -l
 "$BIN/clr-subscribe" -i
 
-say "9. clr-cache fetches the selected images from clr-server, verifies and publishes them"
+say "9. clr-cache fetches the selected images from clr-server, verifies, publishes them and writes the content library"
 # The list names ssh://127.0.0.1:2222/; the demo server got another port:
 # a mirror override (any mirror is untrusted transport: the hashes are signed).
 "$BIN/clr-cache" -C "$D/cache" --ssh-key "$D/site.key" --known-hosts "$D/known_hosts" \
@@ -110,7 +112,34 @@ say "9. clr-cache fetches the selected images from clr-server, verifies and publ
 	-x 'echo "event: $CLR_EVENT_TYPE ${CLR_EVENT_DC_TITLE:-}"' --json
 ls -l "$D/cache"
 "$BIN/clr-cache" -C "$D/cache" -s -v
-kill -TERM "$server"; wait "$server" || true
+echo "content library (lib.json is written last; ids and versions live in the database):"
+(cd "$D/cache/.clr/library" && ls -l . && cat lib.json)
+
+say "10. clr-cache serve: the content library over HTTP, as a vCenter subscriber sees it"
+"$BIN/clr-cache" serve -C "$D/cache" --listen 127.0.0.1:0 --ready-file "$D/serve.json" >"$D/serve.out" 2>"$D/serve.log" &
+web=$!
+trap 'kill "$server" "$web" 2>/dev/null; wait "$server" "$web" 2>/dev/null' EXIT
+for _ in $(seq 1 100); do [ -s "$D/serve.json" ] && break; sleep 0.1; done
+httpaddr=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$D/serve.json")
+[ -n "$httpaddr" ] || { echo "clr-cache serve did not start:"; cat "$D/serve.log"; exit 1; }
+url="http://$httpaddr/lib.json"
+echo "subscribe a vCenter content library to: $url"
+vcsim=()
+if command -v govc >/dev/null && command -v vcsim >/dev/null; then vcsim=(-vcsim); fi
+"$D/tools/vcspcheck" -state "$D/vcsp-state.json" -verify-sums "${vcsim[@]}" "$url"
+
+say "11. one template changes: only the delta crosses the wire, only its item's version grows"
+# 4 KiB in the middle of the 2 MiB qcow2 image
+head -c 4096 /dev/urandom | dd of="$L/alpine-3.20.qcow2" bs=4096 seek=256 conv=notrunc status=none
+touch -d '1 hour ago' "$L/alpine-3.20.qcow2"
+"$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ \
+	--cert "$P/signer.pem" --key "$P/signer.key" --hash-cache "$D/hashes.json" -o "$D/pub"
+"$BIN/clr-subscribe" -U
+"$BIN/clr-cache" -C "$D/cache" --ssh-key "$D/site.key" --known-hosts "$D/known_hosts" \
+	--mirror "ssh://127.0.0.1:2222/=ssh://syncer@127.0.0.1:$port/" --json >"$D/run2.json"
+grep -E '"(published|wire_bytes_in|wire_bytes_out|literal_bytes|matched_bytes)"' -A0 "$D/run2.json"
+"$D/tools/vcspcheck" -state "$D/vcsp-state.json" "$url" | grep -E '^(library|state:)'
+kill -TERM "$server" "$web"; wait "$server" "$web" || true
 trap - EXIT
 echo "server log:"; cat "$D/server.log"
 
