@@ -383,3 +383,31 @@ func TestSplay(t *testing.T) {
 		t.Error("1000 default splays of up to 86400 s all at most 32768 s")
 	}
 }
+
+// FuzzParse: Parse never panics, and an accepted schedule's Next is
+// strictly after its input (or zero) in every zone.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"0 21 * * 5", "@every 1h30m", "*/20 2 * * *", "30 2 * * *", "0 0 30 2 *", "@daily", "1-5/2 * * JAN-MAR MON", "TZ=UTC 0 * * * *"} {
+		f.Add(s, int64(1798000000))
+	}
+	zones := []string{"UTC", "Europe/Berlin", "America/Chicago", "Australia/Lord_Howe"}
+	f.Fuzz(func(t *testing.T, expr string, unix int64) {
+		if unix < 0 || unix > 4102444800 {
+			return
+		}
+		for _, z := range zones {
+			loc, err := LoadLocation(z)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Parse(expr, loc)
+			if err != nil {
+				continue
+			}
+			now := time.Unix(unix, 0)
+			if n := s.Next(now); !n.IsZero() && !n.After(now) {
+				t.Fatalf("%q in %s: Next(%v) = %v, not after", expr, z, now, n)
+			}
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -85,27 +86,9 @@ func (e *envFile) load() error {
 		return fmt.Errorf("env file: %w", err)
 	}
 	defer f.Close()
-	vals := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return fmt.Errorf("env file %s line %d: want KEY=VALUE", e.path, n)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		vals[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("env file: %w", err)
+	vals, err := parseEnvFile(f, e.path)
+	if err != nil {
+		return err
 	}
 	if e.orig == nil {
 		e.orig = map[string]*string{}
@@ -131,6 +114,37 @@ func (e *envFile) load() error {
 		os.Setenv(k, v)
 	}
 	return nil
+}
+
+// parseEnvFile reads KEY=VALUE lines (docker env_file / systemd
+// EnvironmentFile style): blank lines and # comments are skipped, "export "
+// is allowed, one pair of matching quotes around the value is removed. A
+// line without "=" or a key with blanks is an error naming the line.
+func parseEnvFile(r io.Reader, name string) (map[string]string, error) {
+	vals := map[string]string{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t\x00") || strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("env file %s line %d: want KEY=VALUE", name, n)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		vals[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("env file %s: %w", name, err)
+	}
+	return vals, nil
 }
 
 // reparse evaluates the daemon's command line again (with the current
