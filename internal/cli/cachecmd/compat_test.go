@@ -201,4 +201,3 @@ func FuzzParseEnvFile(f *testing.F) {
 		}
 	})
 }
-
