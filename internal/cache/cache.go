@@ -400,3 +400,31 @@ func (c *Cache) Served() ([]Served, error) {
 	}
 	return out, nil
 }
+
+// ExtendGrace restarts the grace period of the versions retired at or
+// after since (this run) at at: a version replaced early in a long run
+// stays readable for the whole grace period after the moment a catalog
+// (the content library) stops naming it, not after the run began. The
+// caller holds the lock.
+func (c *Cache) ExtendGrace(ctx context.Context, since, at time.Time) error {
+	unlock, err := c.ensureLocked(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st := c.loadState()
+	changed := false
+	for i, rv := range st.Retired {
+		if !rv.Since.Before(since) && rv.Since.Before(at) {
+			st.Retired[i].Since = at
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.saveState(st); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}

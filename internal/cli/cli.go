@@ -88,21 +88,7 @@ func Run(env Env, app *ucli.App, classify func(error) (int, string)) int {
 	defer stop()
 
 	name := app.Name
-	app.Writer = env.Stdout
-	app.ErrWriter = env.Stderr
-	app.Reader = env.Stdin
-	app.ExitErrHandler = func(*ucli.Context, error) {}
-	app.UseShortOptionHandling = true
-	app.HideHelpCommand = true
-	app.OnUsageError = func(_ *ucli.Context, err error, _ bool) error {
-		return &UsageError{Msg: err.Error()}
-	}
-	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
-	}
-	app.CommandNotFound = func(c *ucli.Context, cmd string) {}
-	enforceRequired(app)
-	args := permute(app, env.Args)
+	args := Prepare(env, app)
 	var err error
 	if name := commandName(app, args); name != "" && app.Command(name) == nil && len(app.Commands) > 0 {
 		err = Usagef("unknown command %q", name)
@@ -120,6 +106,28 @@ func Run(env Env, app *ucli.App, classify func(error) (int, string)) int {
 		fmt.Fprintf(env.Stderr, "%s: hint: %s\n", name, hint)
 	}
 	return code
+}
+
+// Prepare configures app the way Run does (streams, short options, usage
+// errors, required flags) and returns env.Args reordered for it. A command
+// that parses its command line again (the daemon, on each run) uses it so
+// both parses agree.
+func Prepare(env Env, app *ucli.App) []string {
+	app.Writer = env.Stdout
+	app.ErrWriter = env.Stderr
+	app.Reader = env.Stdin
+	app.ExitErrHandler = func(*ucli.Context, error) {}
+	app.UseShortOptionHandling = true
+	app.HideHelpCommand = true
+	app.OnUsageError = func(_ *ucli.Context, err error, _ bool) error {
+		return &UsageError{Msg: err.Error()}
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
+	app.CommandNotFound = func(c *ucli.Context, cmd string) {}
+	enforceRequired(app)
+	return permute(app, env.Args)
 }
 
 // commandName is the first argument after the global flags.

@@ -103,6 +103,7 @@ type Result struct {
 	Removed []string
 	Items   int      // items in the library
 	Pruned  []string // "<uuid>/<digest32>" version paths removed (their cache version is gone)
+	Skipped []string // images left out: they cannot be served as a library item (logged)
 }
 
 // Update brings the catalog state and the library tree in line with the
@@ -119,6 +120,18 @@ func Update(ctx context.Context, st *store.Store, images []Image, opts Options) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// An image the library cannot describe is left out (and logged), never
+	// allowed to stop the whole library: the rest keeps being updated.
+	usable := images[:0:0]
+	for _, im := range images {
+		if err := checkImage(im); err != nil {
+			log.Error("image left out of the content library", "uuid", im.UUID, "err", err)
+			res.Skipped = append(res.Skipped, im.UUID)
+			continue
+		}
+		usable = append(usable, im)
+	}
+	images = usable
 	prev, err := st.LoadCatalog(ctx, Kind)
 	found := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -128,7 +141,9 @@ func Update(ctx context.Context, st *store.Store, images []Image, opts Options) 
 	if err != nil {
 		return res, err
 	}
+	skipped := res.Skipped
 	res = summarize(prev, next, changed)
+	res.Skipped = skipped
 	if next.Version != prev.Version {
 		if err := st.SaveCatalog(ctx, next, changed); err != nil {
 			return res, fmt.Errorf("library: %w", err)
@@ -286,34 +301,51 @@ func sameItem(o, n store.CatalogItem) bool {
 	return true
 }
 
-// uniqueNames gives every image a display name unique in the library.
+// uniqueNames gives every image a display name unique in the library,
+// after truncation to vcsp.MaxNameLen: equal names get " (<first 8 of
+// the UUID>)", and if that still collides, the whole UUID.
 func uniqueNames(imgs []Image) map[string]string {
-	count := map[string]int{}
 	base := make(map[string]string, len(imgs))
+	count := map[string]int{}
 	for _, im := range imgs {
 		n := strings.TrimSpace(strings.Map(func(r rune) rune {
 			if r < 0x20 || r == 0x7f {
 				return ' '
 			}
 			return r
-		}, im.Title))
+		}, strings.ToValidUTF8(im.Title, "?")))
 		if n == "" {
 			n = im.UUID
 		}
+		n = vcsp.TruncateName(n)
 		base[im.UUID] = n
 		count[n]++
 	}
+	with := func(n, suffix string) string {
+		r := []rune(n)
+		if max := vcsp.MaxNameLen - len([]rune(suffix)); len(r) > max {
+			r = r[:max]
+		}
+		return string(r) + suffix
+	}
 	out := make(map[string]string, len(imgs))
+	used := map[string]int{}
 	for _, im := range imgs {
 		n := base[im.UUID]
-		if count[n] > 1 && n != im.UUID {
+		if count[n] > 1 {
 			short := im.UUID
 			if len(short) > 8 {
 				short = short[:8]
 			}
-			n = fmt.Sprintf("%s (%s)", n, short)
+			n = with(n, " ("+short+")")
 		}
 		out[im.UUID] = n
+		used[n]++
+	}
+	for _, im := range imgs { // still equal (a title that looks like a suffix)
+		if n := out[im.UUID]; used[n] > 1 {
+			out[im.UUID] = with(base[im.UUID], " ("+im.UUID+")")
+		}
 	}
 	return out
 }
@@ -325,7 +357,7 @@ func checkImage(im Image) error {
 	if !safeSegment(im.UUID) {
 		return bad("unusable identifier as a folder name")
 	}
-	if !safeSegment(im.Digest32) {
+	if !digestShaped(im.Digest32) {
 		return bad("unusable digest %q", im.Digest32)
 	}
 	if !filepath.IsAbs(im.Dir) {
@@ -336,12 +368,12 @@ func checkImage(im Image) error {
 	}
 	for _, f := range im.Files {
 		if f.Path == "" || path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || strings.HasPrefix(f.Path, "../") ||
-			f.Path == ".." || strings.Contains(f.Path, "\\") || f.Path == vcsp.ItemFile {
+			f.Path == ".." || strings.Contains(f.Path, "\\") {
 			return bad("unusable file path %q", f.Path)
 		}
 		for _, seg := range strings.Split(f.Path, "/") {
 			if strings.HasPrefix(seg, ".") {
-				return bad("file path %q has a hidden segment (never served)", f.Path)
+				return bad("file %q has a hidden name segment, which is never served", f.Path)
 			}
 		}
 	}
@@ -551,12 +583,13 @@ func prune(dir string, c store.Catalog) ([]string, error) {
 // dangling reports whether every link under a version path points at
 // nothing (the cache dropped that version).
 func dangling(vdir string) bool {
-	alive := false
-	_ = filepath.WalkDir(vdir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || alive {
-			return filepath.SkipAll
+	alive, links := false, 0
+	err := filepath.WalkDir(vdir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
 		if d.Type()&fs.ModeSymlink != 0 {
+			links++
 			if _, err := os.Stat(p); err == nil {
 				alive = true
 				return filepath.SkipAll
@@ -564,7 +597,9 @@ func dangling(vdir string) bool {
 		}
 		return nil
 	})
-	return !alive
+	// Only a version path made of links that all lead nowhere is ours to
+	// remove; an unreadable one or one without links is left alone.
+	return err == nil && links > 0 && !alive
 }
 
 func digestShaped(s string) bool {

@@ -481,23 +481,62 @@ func TestPrune(t *testing.T) {
 	}
 }
 
-func TestRefusesUnsafeImages(t *testing.T) {
+// TestUnsafeImagesLeftOut: an image the library cannot serve is left out
+// and reported; it never stops the rest of the library (a dot file or a
+// stray item.json in one template must not freeze every other item).
+func TestUnsafeImagesLeftOut(t *testing.T) {
 	f := newFixture(t)
-	for _, im := range []Image{
+	f.files[uA] = map[string]string{"a.ovf": "x", "item.json": "content-library-rsync leftover"}
+	good := f.images()
+	bad := []Image{
 		{UUID: "../x", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "a"}}},
-		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "../a"}}},
-		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: ".hidden"}}},
-		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "item.json"}}},
+		{UUID: "u1", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "../a"}}},
+		{UUID: "u2", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: ".DS_Store"}}},
 		{UUID: "lib.json", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v", Files: []File{{Path: "a"}}},
-		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "rel", Files: []File{{Path: "a"}}},
-		{UUID: "u", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v"},
-	} {
-		_, err := Update(context.Background(), f.st, []Image{im}, Options{Dir: filepath.Join(f.root, "lib"), Now: f.now, NewID: f.newID})
-		if err == nil {
-			t.Errorf("%+v accepted", im)
+		{UUID: "u3", Digest32: "0123456789abcdef0123456789abcdef", Dir: "rel", Files: []File{{Path: "a"}}},
+		{UUID: "u4", Digest32: "0123456789abcdef0123456789abcdef", Dir: "/v"},
+		{UUID: "u5", Digest32: "not-a-digest", Dir: "/v", Files: []File{{Path: "a"}}},
+	}
+	res, err := Update(context.Background(), f.st, append(good, bad...), Options{Dir: filepath.Join(f.root, "lib"), Now: f.now, NewID: f.newID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Skipped) != len(bad) || res.Items != 1 || len(res.Added) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	_, items := f.docs()
+	it := items[uA]
+	if len(items) != 1 || len(it.Files) != 2 {
+		t.Fatalf("items %+v", items)
+	}
+	for _, fl := range it.Files {
+		if b := f.read(fl.Hrefs[0]); int64(len(b)) != fl.Size {
+			t.Errorf("%s: %d bytes", fl.Hrefs[0], len(b))
 		}
 	}
-	if _, err := os.Stat(filepath.Join(f.root, "lib", "lib.json")); err == nil {
-		t.Fatal("a refused image produced a lib.json")
+	if b := f.read(uA + "/item.json"); !strings.Contains(string(b), `"selfHref": "`+uA+`/item.json"`) {
+		t.Errorf("the item manifest was overwritten by the template's item.json: %s", b)
+	}
+	for _, p := range []string{"x", "lib.json/item.json"} {
+		if _, err := os.Lstat(filepath.Join(f.root, p)); err == nil {
+			t.Errorf("%s exists", p)
+		}
+	}
+}
+
+// TestLongEqualTitlesStayUnique: names are unique after truncation to 80.
+func TestLongEqualTitlesStayUnique(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	imgs := []Image{{UUID: uA, Title: long}, {UUID: uB, Title: long}, {UUID: uC, Title: "T (" + uA[:8] + ")"}, {UUID: "dddddddd-0000-4000-8000-000000000004", Title: "T"}, {UUID: "aaaaaaaa-1111-4000-8000-000000000005", Title: "T"}}
+	names := uniqueNames(imgs)
+	seen := map[string]string{}
+	for u, n := range names {
+		if len([]rune(n)) > 80 {
+			t.Errorf("%s: %d runes", u, len([]rune(n)))
+		}
+		if o, dup := seen[n]; dup {
+			t.Errorf("%s and %s both named %q", u, o, n)
+		}
+		seen[n] = u
 	}
 }

@@ -254,50 +254,71 @@ func run(env cli.Env, c *ucli.Context) error {
 	}
 	defer unlock()
 
+	var total cache.Report
+	var runErr error
+	if !c.Bool("dry-run") { // every run counts on /metrics, failed ones too
+		defer func() { recordRun(ctx, st, now, total, runErr, log) }()
+	}
+	runErr = cacheSteps(ctx, env, c, rc, st, ch, mirrors, now, log, &total)
+	return runErr
+}
+
+// cacheSteps is a locked cache run: expire, check, download and the
+// content library, which is regenerated right after an expiry (an expired
+// image must leave the manifests at once, not after hours of downloads)
+// and at the end.
+func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig, st *store.Store, ch *cache.Cache,
+	mirrors []mirror, now time.Time, log *slog.Logger, total *cache.Report) error {
 	want, err := wanted(ctx, st, mirrors, log)
 	if err != nil {
 		return err
 	}
-	var total cache.Report
+	lib := !c.Bool("no-library") && !c.Bool("dry-run")
 	if rc.expire {
 		rep, err := ch.Expire(ctx, want, c.Bool("dry-run"))
-		merge(&total, rep)
+		merge(total, rep)
 		if err != nil {
 			return err
+		}
+		if lib && len(rep.Expired) > 0 && rc.download {
+			if _, err := updateLibrary(ctx, c, st, ch, now, log); err != nil {
+				log.Error("content library manifests not updated after expiry", "err", err)
+			}
 		}
 	}
 	if rc.check {
 		rep, err := ch.Check(ctx)
-		merge(&total, rep)
+		merge(total, rep)
 		if err != nil {
 			return err
 		}
 	}
 	if rc.download {
 		rep, err := ch.Download(ctx, want)
-		merge(&total, rep)
+		merge(total, rep)
 		if err != nil {
 			return err
 		}
 	}
 	var libErr error
-	if !c.Bool("no-library") && !c.Bool("dry-run") {
+	if lib {
 		if _, libErr = updateLibrary(ctx, c, st, ch, now, log); libErr != nil {
 			log.Error("content library manifests not updated; the previous ones stay served", "err", libErr)
+		} else if err := ch.ExtendGrace(ctx, now, env.Now()); err != nil {
+			// The versions this run replaced stay readable for --grace
+			// from now, when the library stopped naming them.
+			log.Warn("grace period not extended", "err", err)
 		}
 	}
-	summarize(env, c, log, now, total)
+	summarize(env, c, log, now, *total)
 	if c.Bool("json") {
-		if err := cli.WriteJSON(env.Stdout, reportJSON(total)); err != nil {
+		if err := cli.WriteJSON(env.Stdout, reportJSON(*total)); err != nil {
 			return err
 		}
 	}
-	runErr := reportError(total)
+	runErr := reportError(*total)
 	if runErr == nil && libErr != nil {
 		runErr = fmt.Errorf("content library manifests: %w", libErr)
-	}
-	if !c.Bool("dry-run") {
-		recordRun(ctx, st, now, total, runErr, log)
 	}
 	return runErr
 }
@@ -386,6 +407,9 @@ func peerOf(env cli.Env, c *ucli.Context) string {
 		return p
 	}
 	if p := env.Getenv("SYNC_PEER"); p != "" {
+		if _, _, err := net.SplitHostPort(p); err == nil {
+			return p // already host:port
+		}
 		port := env.Getenv("SYNC_PORT")
 		if port == "" {
 			port = "2222"

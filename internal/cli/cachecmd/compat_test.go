@@ -1,6 +1,7 @@
 package cachecmd
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,4 +201,39 @@ func FuzzParseEnvFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLibraryDirOverlap(t *testing.T) {
+	cache := "/var/lib/clr/cache"
+	tests := []struct {
+		dir  string
+		want string // "" = error
+	}{
+		{"", "/var/lib/clr/cache/.clr/library"},
+		{"/var/lib/clr/cache/.clr/library", "/var/lib/clr/cache/.clr/library"},
+		{"/srv/www/library", "/srv/www/library"},
+		{"/var/lib/clr/library", "/var/lib/clr/library"},
+		{"/var/lib/clr/cache", ""},          // content-library-rsync's one folder
+		{"/var/lib/clr/cache/www", ""},      // among the served names
+		{"/var/lib/clr/cache/.clr/v/x", ""}, // inside the version store
+		{"/var/lib/clr", ""},                // holds the cache
+		{"/var/lib/clr/cache/../cache", ""}, // lexically the same
+	}
+	for _, tc := range tests {
+		var args []string
+		if tc.dir != "" {
+			args = []string{"--library-dir", tc.dir}
+		}
+		got, err := libraryDir(ctxFor(t, envOf(nil), args...), cache)
+		if tc.want == "" {
+			var ue *cli.UsageError
+			if !errors.As(err, &ue) {
+				t.Errorf("%s: %q, %v; want a usage error", tc.dir, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.dir, got, err, tc.want)
+		}
+	}
 }

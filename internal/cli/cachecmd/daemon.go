@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -149,15 +150,29 @@ func parseEnvFile(r io.Reader, name string) (map[string]string, error) {
 
 // reparse evaluates the daemon's command line again (with the current
 // environment) and calls fn with the fresh context.
+// Parses are serialised: urfave/cli's flag set-up touches package state.
 func reparse(ctx context.Context, env cli.Env, fn func(c *ucli.Context) error) error {
+	parseMu.Lock()
+	released := false
 	app := newApp(env)
 	for _, cmd := range app.Commands {
 		if cmd.Name == "daemon" {
-			cmd.Action = fn
+			cmd.Action = func(c *ucli.Context) error {
+				released = true
+				parseMu.Unlock()
+				return fn(c)
+			}
 		}
 	}
-	return app.RunContext(ctx, env.Args)
+	args := cli.Prepare(env, app)
+	err := app.RunContext(ctx, args)
+	if !released { // a parse error: fn never ran
+		parseMu.Unlock()
+	}
+	return err
 }
+
+var parseMu sync.Mutex
 
 // splayOf is --splay, else content-library-rsync's SYNC_DELAY=true with
 // SYNC_DELAY_MAX_SECONDS (default 21600).
@@ -223,22 +238,49 @@ func daemonMain(env cli.Env, c *ucli.Context, ef *envFile) error {
 		serveDone <- nil
 	}
 
+	// Settings change only between runs: SIGHUP during a run is applied
+	// when it ends (a run never sees half-old, half-new settings). The
+	// certificate files are re-read at once.
+	var runMu sync.Mutex
+	var pending atomic.Bool
+	applyReload := func() {
+		if err := ef.load(); err != nil {
+			log.Error("env file not reloaded; the previous settings stay", "err", err)
+			return
+		}
+		if srv != nil {
+			if err := reparse(ctx, env, func(c2 *ucli.Context) error { srv.reload(env, c2); return nil }); err != nil {
+				log.Error("settings not reloaded", "err", err)
+			}
+		} else {
+			log.Warn("reloaded")
+		}
+	}
 	runOnce := func(ctx context.Context, reason string) error {
-		return reparse(ctx, env, func(c2 *ucli.Context) error { return cycle(env, c2, reason) })
+		runMu.Lock()
+		defer runMu.Unlock()
+		err := reparse(ctx, env, func(c2 *ucli.Context) error { return cycle(env, c2, reason) })
+		if pending.Swap(false) {
+			applyReload()
+		}
+		return err
 	}
 	loop := &schedule.Loop{Schedule: sched, Splay: splay, Logger: log, RunAtStart: true, Run: runOnce}
 
 	go func() {
 		for range notifyHUP(ctx) {
 			log.Warn("SIGHUP: reloading settings")
-			if err := ef.load(); err != nil {
-				log.Error("env file not reloaded; the previous settings stay", "err", err)
-				continue
-			}
-			if srv != nil {
-				if err := reparse(ctx, env, func(c2 *ucli.Context) error { srv.reload(env, c2); return nil }); err != nil {
-					log.Error("settings not reloaded", "err", err)
+			if srv != nil && srv.cert != nil {
+				if err := srv.cert.Reload(); err != nil {
+					log.Error("TLS certificate not reloaded; the previous one stays in use", "err", err)
 				}
+			}
+			if runMu.TryLock() {
+				applyReload()
+				runMu.Unlock()
+			} else {
+				pending.Store(true)
+				log.Warn("a run is in progress: the new settings apply when it ends")
 			}
 		}
 	}()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -20,11 +21,29 @@ import (
 // CACHE/.clr/library (inside the cache tree, so its links into the
 // version store are short and stay valid when the tree moves).
 func libraryDir(c *ucli.Context, cacheDir string) (string, error) {
+	def := filepath.Join(cacheDir, ".clr", "library")
 	d := c.String("library-dir")
 	if d == "" {
-		return filepath.Join(cacheDir, ".clr", "library"), nil
+		return def, nil
 	}
-	return filepath.Abs(d)
+	abs, err := filepath.Abs(d)
+	if err != nil {
+		return "", err
+	}
+	// The library is a tree of links into the cache: it must not be the
+	// cache's served names (CACHE/<uuid> links into the immutable
+	// versions, which the library would then write into) nor hold it.
+	// content-library-rsync served its synced folder itself; clr does not.
+	if abs != def && !within(def, abs) && (within(cacheDir, abs) || within(abs, cacheDir)) {
+		return "", cli.Usagef("--library-dir %s overlaps the cache directory %s: use a directory outside it (or the default %s)", abs, cacheDir, def)
+	}
+	return abs, nil
+}
+
+// within reports whether p is dir or below it (lexically).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // updateLibrary regenerates the content library manifests from what the
@@ -38,10 +57,26 @@ func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *ca
 	if err != nil {
 		return library.Result{}, err
 	}
+	// Titles and descriptions from the latest accepted lists: a new title
+	// with unchanged content renames the item (the cache's record keeps
+	// the metadata of the list that published the version).
+	meta := map[string]store.Image{}
+	if all, err := st.ListImages(ctx, store.ImageFilter{SelectedOnly: true}); err == nil {
+		for _, im := range all {
+			if _, dup := meta[im.UUID]; !dup {
+				meta[im.UUID] = im
+			}
+		}
+	} else {
+		log.Warn("image titles not read; using the cached ones", "err", err)
+	}
 	imgs := make([]library.Image, 0, len(served))
 	for _, s := range served {
 		im := library.Image{UUID: s.UUID, SHA512: s.SHA512, Digest32: s.Digest32, Dir: s.Dir,
 			Title: s.Image.Title, Description: s.Image.Description}
+		if m, ok := meta[s.UUID]; ok && m.Latest.SHA512 == s.SHA512 {
+			im.Title, im.Description = m.Latest.Title, m.Latest.Description
+		}
 		for _, f := range s.Files {
 			im.Files = append(im.Files, library.File{Path: f.Path, Size: f.Size, SHA512: f.SHA512})
 		}

@@ -425,7 +425,7 @@ func (d *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range subs {
 		a := atts[s.UUID]
-		labels := []string{s.UUID, transport.Redact(s.URL)}
+		labels := []string{strings.ToValidUTF8(s.UUID, "?"), strings.ToValidUTF8(transport.Redact(s.URL), "?")}
 		if !a.At.IsZero() {
 			ch <- prometheus.MustNewConstMetric(subLastAttempt, prometheus.GaugeValue, float64(a.At.Unix()), labels...)
 			ch <- prometheus.MustNewConstMetric(subLastResult, prometheus.GaugeValue, float64(a.ExitCode), labels...)

@@ -303,9 +303,6 @@ func renderItem(libID string, it Item) (itemJSON, error) {
 		if err := checkRelPath(f.Name); err != nil {
 			return fail("file: %v", err)
 		}
-		if f.Name == ItemFile {
-			return fail("file %q collides with the item manifest", f.Name)
-		}
 		if i > 0 && files[i-1].Name == f.Name {
 			return fail("duplicate file %q", f.Name)
 		}
@@ -497,6 +494,10 @@ func formatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 
 // truncateName cuts name to MaxNameLen runes, keeping its extension when
 // the extension is short enough to keep.
+// TruncateName shortens a display name to MaxNameLen runes keeping its
+// extension, as the reference scripts do (Render applies it).
+func TruncateName(name string) string { return truncateName(name) }
+
 func truncateName(name string) string {
 	r := []rune(name)
 	if len(r) <= MaxNameLen {
