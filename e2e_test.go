@@ -4,6 +4,7 @@
 package clr_test
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	mrand "math/rand"
 	"net"
 	"net/http"
@@ -39,6 +41,7 @@ import (
 	"github.com/clr-suite/clr/internal/cli/publishcmd"
 	"github.com/clr-suite/clr/internal/cli/servercmd"
 	"github.com/clr-suite/clr/internal/cli/subscribecmd"
+	"github.com/clr-suite/clr/internal/cli/trustcmd"
 	"github.com/clr-suite/clr/internal/ovfgen"
 	"github.com/clr-suite/clr/internal/server"
 	"github.com/clr-suite/clr/internal/testpki"
@@ -70,6 +73,7 @@ func TestMain(m *testing.M) {
 		"clr-subscribe": func() { os.Exit(subscribecmd.Main(testEnv())) },
 		"clr-image":     func() { os.Exit(imagecmd.Main(testEnv())) },
 		"clr-cache":     func() { os.Exit(cachecmd.Main(testEnv())) },
+		"clr-trust":     func() { os.Exit(trustcmd.Main(testEnv())) },
 		// test tools: a template generator and a VCSP subscriber walk (+ vcsim)
 		"mktemplate": func() { os.Exit(ovfgen.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		"vcspcheck":  func() { os.Exit(vcspcheck.Main(os.Args[1:], os.Stdout, os.Stderr)) },
@@ -102,6 +106,7 @@ func TestScript(t *testing.T) {
 			"patchfile":  cmdPatchFile,
 			"insertfile": cmdInsertFile,
 			"httpget":    cmdHTTPGet,
+			"mkcrl":      cmdMkCRL,
 		},
 	})
 }
@@ -564,4 +569,45 @@ func condition(cond string) (bool, error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// mkcrl CAKEY CACERT OUT NUMBER THIS NEXT writes a PEM CRL signed by the CA
+// with CRL number NUMBER, thisUpdate now+THIS and nextUpdate now+NEXT
+// (offsets like -1h, 7d).
+func cmdMkCRL(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 6 {
+		ts.Fatalf("usage: mkcrl CAKEY CACERT OUT NUMBER THIS NEXT")
+	}
+	kb, _ := pem.Decode([]byte(ts.ReadFile(args[0])))
+	cb, _ := pem.Decode([]byte(ts.ReadFile(args[1])))
+	if kb == nil || cb == nil {
+		ts.Fatalf("mkcrl: no PEM key or certificate")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		if k, err2 := x509.ParsePKCS1PrivateKey(kb.Bytes); err2 == nil {
+			key, err = k, nil
+		} else if k, err3 := x509.ParseECPrivateKey(kb.Bytes); err3 == nil {
+			key, err = k, nil
+		}
+	}
+	ts.Check(err)
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	ts.Check(err)
+	off := func(s string) time.Time {
+		sign := time.Duration(1)
+		if strings.HasPrefix(s, "-") {
+			sign, s = -1, s[1:]
+		}
+		d, err := cli.ParseDuration(s)
+		ts.Check(err)
+		return time.Now().Add(sign * d).Truncate(time.Second)
+	}
+	n, err := strconv.ParseInt(args[3], 10, 64)
+	ts.Check(err)
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(n), ThisUpdate: off(args[4]), NextUpdate: off(args[5]),
+	}, cert, key.(crypto.Signer))
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644))
 }

@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"internal/manifest":   {},
 	"internal/library":    {"internal/store", "internal/manifest", "internal/fsutil"},
 	"internal/schedule":   {"github.com/robfig/cron/v3"},
+	"internal/crl":        {"internal/trust", "internal/fsutil"},
 	"internal/serve":      {"golang.org/x/crypto/acme"},
 	"internal/ovfgen":     {},
 	"internal/vcspcheck":  {},

@@ -41,6 +41,15 @@ func Classify(err error) (int, string) {
 		code   int
 		hint   string
 	}
+	// trust failures: exit 11 with advice that names the CA and CRL files
+	// and the command that fixes them (trust.Advice).
+	for _, target := range []error{trust.ErrCRLExpired, trust.ErrCRLNotYetValid, trust.ErrNoCRL, trust.ErrRevoked,
+		trust.ErrExpired, trust.ErrNotYetValid, trust.ErrUnknownAuthority, trust.ErrNoCAs, trust.ErrPurpose,
+		trust.ErrNamespace, trust.ErrInsecureAlgorithm} {
+		if errors.Is(err, target) && !isSubscriberOutcome(err) {
+			return ExitSignature, trust.Advice(err)
+		}
+	}
 	for _, r := range []rule{
 		{subscriber.ErrIdentifierMismatch, ExitIdentifier, "this URL serves another list than the one subscribed; subscribe to it separately"},
 		{subscriber.ErrEndorserNotLinked, ExitEndorserNotLinked, "link the signer's endorser: clr-endorser --link -e ENDORSER -s SUBSCRIPTION"},
@@ -57,17 +66,6 @@ func Classify(err error) (int, string) {
 		{subscriber.ErrDNMismatch, ExitDNMismatch, "the list's hv:endorser must name the signing certificate's subject and issuer"},
 		{subscriber.ErrListExpired, ExitExpired, "the publisher must re-sign the list"},
 		{subscriber.ErrCreatedInFuture, ExitFuture, "check the clocks of publisher and subscriber"},
-		{trust.ErrCRLExpired, ExitSignature, "refresh the CA's CRL (fetch-crl) in the CA directory"},
-		{trust.ErrCRLNotYetValid, ExitSignature, "check this machine's clock"},
-		{trust.ErrNoCRL, ExitSignature, "install the CA's CRL as <hash>.r0 in the CA directory, or pass --crl if-present"},
-		{trust.ErrRevoked, ExitSignature, "the signer's certificate was revoked: the publisher must re-sign with a new one"},
-		{trust.ErrExpired, ExitSignature, "a certificate in the chain has expired: the publisher must renew it"},
-		{trust.ErrNotYetValid, ExitSignature, "check this machine's clock"},
-		{trust.ErrUnknownAuthority, ExitSignature, "add the CA that issued the signer to the CA directory"},
-		{trust.ErrNoCAs, ExitSignature, "point -c (--ca-dir, --cert-dir, CLR_DIR_CERT) at a directory of CA certificates (<hash>.0 or .pem)"},
-		{trust.ErrPurpose, ExitSignature, "the signer certificate is not for S/MIME signing; --purpose any accepts it (e.g. host certificates)"},
-		{trust.ErrNamespace, ExitSignature, "the CA's signing_policy/namespaces do not allow this subject"},
-		{trust.ErrInsecureAlgorithm, ExitSignature, "Go refuses SHA-1-signed certificates: the CA must issue a SHA-2 certificate"},
 		{smime.ErrEncryptedKey, ExitSigner, "decrypt it: openssl pkey -in KEY -out PLAIN.key"},
 		{smime.ErrDigestMismatch, ExitSignature, ""},
 		{smime.ErrTextMode, ExitSignature, "sign without -text"},
@@ -95,4 +93,18 @@ func Classify(err error) (int, string) {
 		}
 	}
 	return 0, ""
+}
+
+// isSubscriberOutcome: errors the subscriber ranks above a trust failure
+// (their rules come first in Classify).
+func isSubscriberOutcome(err error) bool {
+	for _, e := range []error{subscriber.ErrIdentifierMismatch, subscriber.ErrEndorserNotLinked, subscriber.ErrRollback,
+		subscriber.ErrReplay, subscriber.ErrEndorserUnknown, subscriber.ErrNewImageRefused, subscriber.ErrAlreadySubscribed,
+		subscriber.ErrCredentials, transport.ErrDownload, store.ErrRollback, imagelist.ErrInvalidTime, imagelist.ErrInvalidImage,
+		subscriber.ErrDNMismatch, subscriber.ErrListExpired, subscriber.ErrCreatedInFuture} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

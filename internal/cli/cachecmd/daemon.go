@@ -17,6 +17,7 @@ import (
 
 	"github.com/clr-suite/clr/internal/cli"
 	"github.com/clr-suite/clr/internal/cli/subscribecmd"
+	"github.com/clr-suite/clr/internal/cli/trustcmd"
 	"github.com/clr-suite/clr/internal/schedule"
 )
 
@@ -27,7 +28,7 @@ const DefaultSchedule = "0 21 * * 5"
 const daemonDescription = `The long-running mode for containers and hosts without cron: an immediate
 first run, then one run per tick of --schedule (cron syntax, in --tz), each
 after a random delay of up to --splay. A run is: clr-subscribe -U (every
-subscription), then a cache run (expire + download + content library
+subscription, after clr-trust refresh of the CA directory's CRLs), then a cache run (expire + download + content library
 manifests). One run at a time; a run that overruns a tick makes that tick
 run once, right after. The content library is served concurrently from the
 start (serve's flags), so the previous good state stays online during a run.
@@ -52,6 +53,7 @@ func daemonFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "env-file", EnvVars: []string{"CLR_ENV_FILE"}, Usage: "`FILE` of KEY=VALUE settings (CLR_* or the names above), read at start and on SIGHUP"},
 		&ucli.BoolFlag{Name: "no-serve", EnvVars: []string{"CLR_NO_SERVE"}, Usage: "do not serve the content library"},
 		&ucli.BoolFlag{Name: "no-subscribe", EnvVars: []string{"CLR_NO_SUBSCRIBE"}, Usage: "do not run clr-subscribe -U before each cache run"},
+		&ucli.BoolFlag{Name: "no-crl-refresh", EnvVars: []string{"CLR_NO_CRL_REFRESH"}, Usage: "do not run clr-trust refresh before updating subscriptions"},
 		&ucli.BoolFlag{Name: "once", Hidden: true, Usage: "one run, then stop serving and exit (tests)"},
 	}
 }
@@ -322,6 +324,18 @@ func cycle(env cli.Env, c *ucli.Context, reason string) error {
 	log := env.Logger(c.Count("verbose"), c.Count("quiet"))
 	start := time.Now()
 	log.Info("run starting", "reason", reason)
+	if !c.Bool("no-crl-refresh") {
+		// fetch-crl's job, before the lists are verified against the CRLs
+		args := []string{"clr-trust", "refresh", "-q"}
+		if cd := c.String("cert-dir"); cd != "" {
+			args = append(args, "-c", cd)
+		}
+		tenv := env
+		tenv.Args = args
+		if code := trustcmd.Main(tenv); code != 0 {
+			log.Error("CRL refresh incomplete; the CRLs on disk stay (clr-trust health tells how long they are valid)", "exit_code", code)
+		}
+	}
 	if !c.Bool("no-subscribe") {
 		args := []string{"clr-subscribe", "-U"}
 		if d := c.String("database"); d != "" {

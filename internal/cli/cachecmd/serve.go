@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/crl"
 	"github.com/clr-suite/clr/internal/fsutil"
 	"github.com/clr-suite/clr/internal/serve"
 	"github.com/clr-suite/clr/internal/store"
@@ -82,7 +84,8 @@ func serveCommand(env cli.Env) *ucli.Command {
 		Name:        "serve",
 		Usage:       "serve the content library over HTTP(S) (vSphere subscribed content library)",
 		Description: serveDescription,
-		Flags:       append(append(append([]ucli.Flag{}, cli.SubscriberFlags()...), dirFlags()...), serveFlags()...),
+		Flags: append(append(append(append([]ucli.Flag{}, cli.SubscriberFlags()...), dirFlags()...), serveFlags()...),
+			&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "CA `DIR` whose CRL and CA dates /metrics reports"}),
 		Action: func(c *ucli.Context) error {
 			ctx, cancel := context.WithCancel(c.Context)
 			defer cancel()
@@ -112,6 +115,8 @@ type server struct {
 	handler atomic.Pointer[http.Handler]
 	opts    serve.HandlerOptions
 	ready   string
+	certDir string           // CA directory for the CRL metrics ("" = none)
+	now     func() time.Time // the clock (scrape time)
 }
 
 func newServer(env cli.Env, c *ucli.Context) (*server, error) {
@@ -131,7 +136,7 @@ func newServer(env cli.Env, c *ucli.Context) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{log: log, st: st, libDir: libDir, ready: c.String("ready-file")}
+	s := &server{log: log, st: st, libDir: libDir, ready: c.String("ready-file"), certDir: c.String("cert-dir"), now: env.Now}
 	if pf := c.String("pid-file"); pf != "" {
 		if err := fsutil.WriteAtomic(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			st.Close()
@@ -352,7 +357,7 @@ func unixOrNull(v int64) any {
 func (s *server) metrics() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&dbCollector{st: s.st, log: s.log})
+		&dbCollector{st: s.st, log: s.log}, &trustCollector{dir: s.certDir, now: s.now, log: s.log})
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil, ErrorHandling: promhttp.ContinueOnError})
 }
 
@@ -440,6 +445,64 @@ func (d *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if s.LatestList != nil && !s.LatestList.Expires.IsZero() {
 			ch <- prometheus.MustNewConstMetric(subExpires, prometheus.GaugeValue, float64(s.LatestList.Expires.Unix()), labels...)
+		}
+	}
+}
+
+// trustCollector reports the CA directory's CRL and CA dates (clr-trust
+// health as metrics), re-read at most once a minute.
+type trustCollector struct {
+	dir  string
+	now  func() time.Time
+	log  *slog.Logger
+	mu   sync.Mutex
+	at   time.Time
+	last crl.Health
+	err  error
+}
+
+var (
+	crlNext  = prometheus.NewDesc("clr_crl_next_update_timestamp_seconds", "nextUpdate of the CA's CRL", []string{"ca", "hash"}, nil)
+	crlThis  = prometheus.NewDesc("clr_crl_this_update_timestamp_seconds", "thisUpdate of the CA's CRL", []string{"ca", "hash"}, nil)
+	crlAge   = prometheus.NewDesc("clr_crl_age_seconds", "age of the CA's CRL (now - thisUpdate)", []string{"ca", "hash"}, nil)
+	caExpiry = prometheus.NewDesc("clr_ca_not_after_timestamp_seconds", "expiry of the CA certificate", []string{"ca", "hash"}, nil)
+	caLevel  = prometheus.NewDesc("clr_ca_health_level", "clr-trust health level of the CA: 0 ok, 1 notice, 2 warning, 3 critical", []string{"ca", "hash"}, nil)
+)
+
+func (t *trustCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{crlNext, crlThis, crlAge, caExpiry, caLevel} {
+		ch <- d
+	}
+}
+
+func (t *trustCollector) Collect(ch chan<- prometheus.Metric) {
+	if t.dir == "" {
+		return
+	}
+	t.mu.Lock()
+	now := t.now()
+	if t.at.IsZero() || now.Sub(t.at) > time.Minute {
+		t.last, t.err = crl.Check(t.dir, now, crl.Thresholds{})
+		t.at = now
+		if t.err != nil {
+			t.log.Error("metrics: CA directory", "err", t.err)
+		}
+	}
+	h, err := t.last, t.err
+	t.mu.Unlock()
+	if err != nil {
+		return
+	}
+	for _, ca := range h.CAs {
+		l := []string{strings.ToValidUTF8(ca.Subject, "?"), ca.Hash}
+		ch <- prometheus.MustNewConstMetric(caExpiry, prometheus.GaugeValue, float64(ca.NotAfter.Unix()), l...)
+		ch <- prometheus.MustNewConstMetric(caLevel, prometheus.GaugeValue, float64(ca.Level), l...)
+		if ca.CRLThisUpdate != nil {
+			ch <- prometheus.MustNewConstMetric(crlThis, prometheus.GaugeValue, float64(ca.CRLThisUpdate.Unix()), l...)
+			ch <- prometheus.MustNewConstMetric(crlAge, prometheus.GaugeValue, now.Sub(*ca.CRLThisUpdate).Seconds(), l...)
+		}
+		if ca.CRLNextUpdate != nil {
+			ch <- prometheus.MustNewConstMetric(crlNext, prometheus.GaugeValue, float64(ca.CRLNextUpdate.Unix()), l...)
 		}
 	}
 }
