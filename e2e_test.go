@@ -44,6 +44,7 @@ import (
 	"github.com/clr-suite/clr/internal/cli/trustcmd"
 	"github.com/clr-suite/clr/internal/ovfgen"
 	"github.com/clr-suite/clr/internal/server"
+	"github.com/clr-suite/clr/internal/sscheck"
 	"github.com/clr-suite/clr/internal/testpki"
 	"github.com/clr-suite/clr/internal/vcspcheck"
 )
@@ -77,6 +78,7 @@ func TestMain(m *testing.M) {
 		// test tools: a template generator and a VCSP subscriber walk (+ vcsim)
 		"mktemplate": func() { os.Exit(ovfgen.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 		"vcspcheck":  func() { os.Exit(vcspcheck.Main(os.Args[1:], os.Stdout, os.Stderr)) },
+		"sscheck":    func() { os.Exit(sscheck.Main(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
 

@@ -39,6 +39,7 @@ package library
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -80,6 +81,9 @@ type Image struct {
 	Title       string // item name; "" = the UUID
 	Description string
 	Files       []File
+	// LinkOnly images are linked into the tree (served, e.g. for a
+	// simplestreams catalog) but are not content library items.
+	LinkOnly bool
 }
 
 // Options are the settings of one Update.
@@ -91,6 +95,10 @@ type Options struct {
 	// NewID returns a fresh canonical lower-case UUID (without "urn:uuid:").
 	NewID  func() (string, error)
 	Logger *slog.Logger
+	// Grace is how long a version path stays after no manifest names it
+	// any more (readers of the previous manifests: vCenter mid-sync, LXD
+	// and Incus cache their index for an hour). Zero means one hour.
+	Grace time.Duration
 }
 
 // Result says what Update did.
@@ -123,10 +131,15 @@ func Update(ctx context.Context, st *store.Store, images []Image, opts Options) 
 	// An image the library cannot describe is left out (and logged), never
 	// allowed to stop the whole library: the rest keeps being updated.
 	usable := images[:0:0]
+	var linkOnly []Image
 	for _, im := range images {
 		if err := checkImage(im); err != nil {
 			log.Error("image left out of the content library", "uuid", im.UUID, "err", err)
 			res.Skipped = append(res.Skipped, im.UUID)
+			continue
+		}
+		if im.LinkOnly {
+			linkOnly = append(linkOnly, im)
 			continue
 		}
 		usable = append(usable, im)
@@ -175,7 +188,24 @@ func Update(ctx context.Context, st *store.Store, images []Image, opts Options) 
 		log.Info("library manifests written", "version", next.Version, "items", res.Items,
 			"added", len(res.Added), "updated", len(res.Updated), "removed", len(res.Removed))
 	}
-	pruned, err := prune(opts.Dir, next)
+	current := map[string]string{}
+	for _, it := range next.Items {
+		if it.Present && len(it.Files) > 0 {
+			d, _, _ := strings.Cut(it.Files[0].Href, "/")
+			current[it.Image] = d
+		}
+	}
+	for _, im := range linkOnly {
+		if err := linkVersion(opts.Dir, im); err != nil {
+			return res, err
+		}
+		current[im.UUID] = im.Digest32
+	}
+	grace := opts.Grace
+	if grace <= 0 {
+		grace = time.Hour
+	}
+	pruned, err := prune(opts.Dir, current, opts.Now, grace)
 	res.Pruned = pruned
 	if err != nil {
 		return res, err
@@ -501,10 +531,20 @@ func linkVersion(dir string, im Image) error {
 		if cur, err := os.Readlink(link); err == nil && cur == rel {
 			continue
 		}
+		if a, err := os.Lstat(link); err == nil && a.Mode().IsRegular() {
+			if b, err := os.Stat(target); err == nil && os.SameFile(a, b) {
+				continue
+			}
+		}
 		tmp := link + ".tmp-link"
 		_ = os.Remove(tmp)
-		if err := os.Symlink(rel, tmp); err != nil {
-			return fmt.Errorf("library: link %s: %w", f.Path, err)
+		// A hard link keeps the bytes readable for the grace period even
+		// after the cache expires the version (readers of the previous
+		// index); across file systems, a relative symlink.
+		if err := os.Link(target, tmp); err != nil {
+			if err := os.Symlink(rel, tmp); err != nil {
+				return fmt.Errorf("library: link %s: %w", f.Path, err)
+			}
 		}
 		if err := os.Rename(tmp, link); err != nil {
 			_ = os.Remove(tmp)
@@ -532,17 +572,20 @@ func relTarget(dir, target string) (string, error) {
 	return rel, nil
 }
 
-// prune removes version paths the current catalog does not use whose cache
-// version is gone, and folders of removed items once they hold no version
-// path. Stray files the library did not make are left alone.
-func prune(dir string, c store.Catalog) ([]string, error) {
-	current := map[string]string{} // uuid -> digest32 in use
-	for _, it := range c.Items {
-		if it.Present && len(it.Files) > 0 {
-			d, _, _ := strings.Cut(it.Files[0].Href, "/")
-			current[it.Image] = d
-		}
+// retiredFile (a dot file: never served) records since when each version
+// path is no longer named by a manifest.
+const retiredFile = ".retired.json"
+
+// prune removes version paths no manifest names (current: uuid ->
+// digest32) once they have been unnamed for grace, or at once when they
+// are links that lead nowhere; and folders of removed items once they
+// hold no version path. Files the library did not make are left alone.
+func prune(dir string, current map[string]string, now time.Time, grace time.Duration) ([]string, error) {
+	retired := map[string]time.Time{}
+	if b, err := os.ReadFile(filepath.Join(dir, retiredFile)); err == nil {
+		_ = json.Unmarshal(b, &retired)
 	}
+	seen := map[string]bool{}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("library: %w", err)
@@ -563,18 +606,43 @@ func prune(dir string, c store.Catalog) ([]string, error) {
 			if !s.IsDir() || !digestShaped(s.Name()) {
 				continue
 			}
-			if s.Name() == current[uuid] || !dangling(filepath.Join(udir, s.Name())) {
+			key := uuid + "/" + s.Name()
+			if s.Name() == current[uuid] {
+				live++
+				continue
+			}
+			since, ok := retired[key]
+			if !ok {
+				since = now
+				retired[key] = now
+			}
+			if now.Sub(since) < grace && !dangling(filepath.Join(udir, s.Name())) {
+				seen[key] = true
 				live++
 				continue
 			}
 			if err := os.RemoveAll(filepath.Join(udir, s.Name())); err != nil {
 				return pruned, fmt.Errorf("library: prune: %w", err)
 			}
-			pruned = append(pruned, uuid+"/"+s.Name())
+			pruned = append(pruned, key)
 		}
 		if _, ok := current[uuid]; !ok && live == 0 {
 			_ = os.Remove(filepath.Join(udir, vcsp.ItemFile))
 			_ = os.Remove(udir) // only if empty: foreign files keep it
+		}
+	}
+	for k := range retired {
+		if !seen[k] {
+			delete(retired, k)
+		}
+	}
+	b, err := json.Marshal(retired)
+	if err != nil {
+		return pruned, err
+	}
+	if old, _ := os.ReadFile(filepath.Join(dir, retiredFile)); string(old) != string(b) {
+		if err := fsutil.WriteAtomic(filepath.Join(dir, retiredFile), b, 0o644); err != nil {
+			return pruned, fmt.Errorf("library: %w", err)
 		}
 	}
 	return pruned, nil

@@ -442,42 +442,52 @@ func TestInterruptedWriteIsRepaired(t *testing.T) {
 	}
 }
 
-// TestPrune: once the cache drops an old version, its path leaves the
-// library; the current one stays.
+// TestPrune: a version path no manifest names stays readable for the
+// grace period even after the cache dropped (expired) the version: the
+// library holds hard links. Then it goes; the current one stays.
 func TestPrune(t *testing.T) {
 	f := newFixture(t)
 	f.files[uA] = map[string]string{"a.iso": "1"}
 	old := f.images()[0]
 	f.run("")
+	_, items := f.docs()
+	oldHref := items[uA].Files[0].Hrefs[0]
 	f.files[uA] = map[string]string{"a.iso": "2"}
 	res := f.run("")
 	if len(res.Pruned) != 0 {
-		t.Fatalf("pruned %v while the old version still exists", res.Pruned)
+		t.Fatalf("pruned %v at once", res.Pruned)
 	}
+	// the cache expires the old version: a reader of the previous
+	// manifests still gets its bytes
 	if err := os.RemoveAll(old.Dir); err != nil {
 		t.Fatal(err)
 	}
+	f.now = f.now.Add(59 * time.Minute)
+	if res = f.run(""); len(res.Pruned) != 0 {
+		t.Fatalf("pruned %v within the grace period", res.Pruned)
+	}
+	if b := f.read(oldHref); string(b) != "1" {
+		t.Fatalf("previous version reads %q within the grace period", b)
+	}
+	f.now = f.now.Add(2 * time.Minute)
 	res = f.run("")
 	if len(res.Pruned) != 1 || res.Pruned[0] != uA+"/"+old.Digest32 {
-		t.Fatalf("pruned %v", res.Pruned)
+		t.Fatalf("pruned %v after the grace period", res.Pruned)
 	}
-	_, items := f.docs()
+	_, items = f.docs()
 	if b := f.read(items[uA].Files[0].Hrefs[0]); string(b) != "2" {
 		t.Fatalf("current file reads %q", b)
 	}
-	// A removed image keeps its folder while the cache still has its
-	// version (readers of the previous items.json), then it goes.
+	// A removed image keeps its folder for the grace period, then it goes.
 	delete(f.files, uA)
 	f.run("")
 	if _, err := os.Stat(filepath.Join(f.root, "lib", uA)); err != nil {
-		t.Fatalf("removed item's folder gone while its version exists: %v", err)
+		t.Fatalf("removed item's folder gone at once: %v", err)
 	}
-	if err := os.RemoveAll(filepath.Join(f.root, "v", uA)); err != nil {
-		t.Fatal(err)
-	}
+	f.now = f.now.Add(2 * time.Hour)
 	f.run("")
 	if _, err := os.Stat(filepath.Join(f.root, "lib", uA)); err == nil {
-		t.Fatal("removed item's folder still there after its version was dropped")
+		t.Fatal("removed item's folder still there after the grace period")
 	}
 }
 

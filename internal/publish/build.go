@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"reflect"
@@ -133,6 +134,27 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 		if e.Kind == Template {
 			img.Files = append([]imagelist.File(nil), e.Files...)
 		}
+		if e.SS != nil {
+			raw, err := json.Marshal(e.SS)
+			if err != nil {
+				return nil, ch, err
+			}
+			extra := map[string]json.RawMessage{}
+			for k, v := range img.Extra {
+				extra[k] = v
+			}
+			var was SSInfo
+			if old, ok := img.Extra[KeySimpleStreams]; ok && json.Unmarshal(old, &was) == nil && reflect.DeepEqual(&was, e.SS) {
+				raw = old // the same metadata, as the previous list wrote it
+			}
+			extra[KeySimpleStreams] = raw
+			img.Extra = extra
+			img.Hypervisor = "LXD,Incus"
+			if !had {
+				img.Title = strings.Join([]string{e.SS.OS, e.SS.Release, e.SS.Variant, e.SS.Arch, e.SS.Serial}, " ")
+				img.Arch = slArch(e.SS.Arch)
+			}
+		}
 		switch {
 		case !had:
 			ch.Added = append(ch.Added, e.Path)
@@ -203,6 +225,19 @@ func titleFor(e Entry) string {
 		}
 	}
 	return name
+}
+
+// slArch maps LXD architecture names to the sl:arch convention.
+func slArch(a string) string {
+	switch a {
+	case "amd64", "x86_64":
+		return "x86_64"
+	case "arm64", "aarch64":
+		return "aarch64"
+	case "i386", "i686":
+		return "i686"
+	}
+	return a
 }
 
 func hypervisorFor(format string) string {

@@ -63,6 +63,7 @@ type Entry struct {
 	Files  []imagelist.File  // Template: every file, sorted by path; SingleFile: the file itself
 	Size   int64             // image size (imagelist rules)
 	SHA512 string            // image digest (imagelist rules)
+	SS     *SSInfo           // an LXD/Incus image (images/<os>/<release>/<arch>/<variant>/<serial>/)
 	fi     map[string]fileID // stat identity of each file, for the cache
 }
 
@@ -140,6 +141,15 @@ func Scan(ctx context.Context, root string, opts ScanOptions) ([]Entry, Stats, e
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
 			st.Skipped = append(st.Skipped, Skipped{name, "symbolic link (not followed)"})
+		case d.IsDir() && name == "streams":
+			st.Skipped = append(st.Skipped, Skipped{name, "simplestreams catalog (--simplestreams writes it)"})
+		case d.IsDir() && name == LXDRoot:
+			lxd, skipped, err := scanLXD(root)
+			if err != nil {
+				return nil, st, err
+			}
+			st.Skipped = append(st.Skipped, skipped...)
+			entries = append(entries, lxd...)
 		case d.IsDir():
 			e, skip, err := scanTemplate(root, name)
 			if err != nil {

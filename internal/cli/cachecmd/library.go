@@ -2,8 +2,13 @@ package cachecmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/clr-suite/clr/internal/imagelist"
+	"github.com/clr-suite/clr/internal/publish"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -71,11 +76,20 @@ func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *ca
 		log.Warn("image titles not read; using the cached ones", "err", err)
 	}
 	imgs := make([]library.Image, 0, len(served))
+	var ss []publish.SSImage
+	var ssUpdated time.Time
 	for _, s := range served {
 		im := library.Image{UUID: s.UUID, SHA512: s.SHA512, Digest32: s.Digest32, Dir: s.Dir,
 			Title: s.Image.Title, Description: s.Image.Description}
 		if m, ok := meta[s.UUID]; ok && m.Latest.SHA512 == s.SHA512 {
 			im.Title, im.Description = m.Latest.Title, m.Latest.Description
+			if info, ok := ssInfo(m.Latest.Extra); ok {
+				im.LinkOnly = true // an LXD/Incus image: in the simplestreams catalog, not in vSphere's
+				ss = append(ss, publish.SSImage{Info: info, Prefix: s.UUID + "/" + s.Digest32, Files: imageFiles(s.Files)})
+				if m.Latest.Created.After(ssUpdated) {
+					ssUpdated = m.Latest.Created
+				}
+			}
 		}
 		for _, f := range s.Files {
 			im.Files = append(im.Files, library.File{Path: f.Path, Size: f.Size, SHA512: f.SHA512})
@@ -84,10 +98,13 @@ func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *ca
 	}
 	res, err := library.Update(ctx, st, imgs, library.Options{
 		Dir: dir, Name: c.String("library-name"), Description: c.String("library-description"),
-		Now: now, NewID: subscriber.NewUUID, Logger: log,
+		Now: now, NewID: subscriber.NewUUID, Logger: log, Grace: c.Duration("grace"),
 	})
 	if err != nil {
 		return res, err
+	}
+	if err := updateStreams(dir, ss, ssUpdated, log); err != nil {
+		return res, fmt.Errorf("simplestreams: %w", err)
 	}
 	if res.Changed {
 		log.Info("content library updated", "version", res.Version, "items", res.Items,
@@ -129,4 +146,48 @@ func recordRun(ctx context.Context, st *store.Store, now time.Time, r cache.Repo
 	if err := st.AddCounters(context.WithoutCancel(ctx), add, set); err != nil {
 		log.Warn("metrics not recorded", "err", err)
 	}
+}
+
+func ssInfo(extra json.RawMessage) (publish.SSInfo, bool) {
+	if len(extra) == 0 {
+		return publish.SSInfo{}, false
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(extra, &m) != nil {
+		return publish.SSInfo{}, false
+	}
+	return publish.SSInfoOf(imagelist.Image{Extra: m})
+}
+
+func imageFiles(fs []cache.File) []imagelist.File {
+	out := make([]imagelist.File, len(fs))
+	for i, f := range fs {
+		out[i] = imagelist.File{Path: f.Path, Size: f.Size, SHA512: f.SHA512}
+	}
+	return out
+}
+
+// updateStreams writes LIBRARY/streams/v1 for the served LXD/Incus images
+// (images.json before index.json, only when changed). Item paths are the
+// immutable version paths, so files a previous index named stay
+// downloadable while the cache keeps that version (--grace, 1 h: the
+// clients' index cache time). With no LXD/Incus image served, an existing
+// catalog is removed (an index with no products is refused by clients).
+func updateStreams(dir string, imgs []publish.SSImage, updated time.Time, log *slog.Logger) error {
+	if len(imgs) == 0 {
+		for _, f := range []string{"index.json", "images.json"} {
+			if err := os.Remove(filepath.Join(dir, "streams", "v1", f)); err == nil {
+				log.Info("simplestreams catalog removed: no LXD/Incus image served")
+			}
+		}
+		return nil
+	}
+	wrote, err := publish.WriteSimpleStreams(dir, publish.SimpleStreamsCatalog(imgs, updated))
+	if err != nil {
+		return err
+	}
+	if wrote {
+		log.Info("simplestreams catalog written", "images", len(imgs))
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,6 +77,7 @@ func buildFlags() []ucli.Flag {
 		&ucli.BoolFlag{Name: "rehash", Usage: "hash every file even if the cache says it is unchanged"},
 		&ucli.IntFlag{Name: "workers", Usage: "parallel hashers (default: number of CPUs)"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
+		&ucli.BoolFlag{Name: "simplestreams", Usage: "also write LIBRARY/streams/v1/{images,index}.json for the LXD/Incus images under LIBRARY/images/ (serve LIBRARY over https for `incus remote add --protocol=simplestreams`)"},
 	}
 }
 
@@ -152,12 +154,20 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	if entries, err = publish.HashSimpleStreams(ctx, c.String("library"), entries, prev, &stats); err != nil {
+		return nil, err
+	}
 	for _, s := range stats.Skipped {
 		log.Warn("skipped", "path", s.Path, "reason", s.Reason)
 	}
 	l, changes, err := publish.Build(prev, entries, meta, now)
 	if err != nil {
 		return nil, err
+	}
+	if c.Bool("simplestreams") {
+		if err := writeStreams(c.String("library"), l, meta.BaseURI, log); err != nil {
+			return nil, fmt.Errorf("simplestreams: %w", err)
+		}
 	}
 	for _, p := range changes.Added {
 		log.Info("added", "image", p)
@@ -562,4 +572,38 @@ func publishCommand(env cli.Env) *ucli.Command {
 			return printSummary(env, c, s)
 		},
 	}
+}
+
+// writeStreams writes the simplestreams catalog of the list's LXD/Incus
+// images into the library, with paths relative to the library root (the
+// images' hv:uri under the base URI).
+func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) error {
+	var imgs []publish.SSImage
+	var updated time.Time
+	for _, img := range l.Images {
+		info, ok := publish.SSInfoOf(img)
+		if !ok || !strings.HasPrefix(img.URI, base) {
+			continue
+		}
+		prefix, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(img.URI, base), "/"))
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, publish.SSImage{Info: info, Files: img.Files, Prefix: prefix})
+		if img.Created.After(updated) {
+			updated = img.Created
+		}
+	}
+	if len(imgs) == 0 {
+		log.Warn("no LXD/Incus images under " + publish.LXDRoot + "/: streams/v1 not written")
+		return nil
+	}
+	wrote, err := publish.WriteSimpleStreams(lib, publish.SimpleStreamsCatalog(imgs, updated))
+	if err != nil {
+		return err
+	}
+	if wrote {
+		log.Info("simplestreams catalog written", "dir", filepath.Join(lib, "streams", "v1"), "images", len(imgs))
+	}
+	return nil
 }
