@@ -109,6 +109,7 @@ func TestScript(t *testing.T) {
 			"insertfile": cmdInsertFile,
 			"httpget":    cmdHTTPGet,
 			"mkcrl":      cmdMkCRL,
+			"slowwrite":  cmdSlowWrite,
 		},
 	})
 }
@@ -612,4 +613,34 @@ func cmdMkCRL(ts *testscript.TestScript, neg bool, args []string) {
 	}, cert, key.(crypto.Signer))
 	ts.Check(err)
 	ts.Check(os.WriteFile(ts.MkAbs(args[2]), pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644))
+}
+
+// slowwrite FILE SIZE CHUNK PAUSE SEED writes SIZE pseudo-random bytes (a
+// function of SEED) to FILE in CHUNK pieces with PAUSE between them, like
+// a slow upload into a watched library.
+func cmdSlowWrite(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 5 {
+		ts.Fatalf("usage: slowwrite FILE SIZE CHUNK PAUSE SEED")
+	}
+	size := parseSize(ts, args[1])
+	chunk := parseSize(ts, args[2])
+	pause, err := time.ParseDuration(args[3])
+	ts.Check(err)
+	seed, err := strconv.ParseInt(args[4], 10, 64)
+	ts.Check(err)
+	f, err := os.Create(ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer f.Close()
+	r := mrand.New(mrand.NewSource(seed))
+	buf := make([]byte, chunk)
+	for done := int64(0); done < size; {
+		n := min(chunk, size-done)
+		r.Read(buf[:n])
+		_, err := f.Write(buf[:n])
+		ts.Check(err)
+		done += n
+		if done < size {
+			time.Sleep(pause)
+		}
+	}
 }

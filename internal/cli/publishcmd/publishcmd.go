@@ -27,6 +27,7 @@ import (
 	"github.com/clr-suite/clr/internal/smime"
 	"github.com/clr-suite/clr/internal/subscriber"
 	"github.com/clr-suite/clr/internal/trust"
+	"github.com/clr-suite/clr/internal/watch"
 )
 
 // Main runs clr-publish and returns its exit code.
@@ -54,6 +55,7 @@ func newApp(env cli.Env) *ucli.App {
 			signCommand(env),
 			verifyCommand(env),
 			publishCommand(env),
+			watchCommand(env),
 		},
 	}
 }
@@ -86,6 +88,7 @@ type buildResult struct {
 	List      *imagelist.List
 	Changes   publish.Changes
 	Stats     publish.Stats
+	BaseURI   string
 }
 
 // build scans the library and makes the list, using prevFile (may not
@@ -164,11 +167,6 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
-	if c.Bool("simplestreams") {
-		if err := writeStreams(c.String("library"), l, meta.BaseURI, log); err != nil {
-			return nil, fmt.Errorf("simplestreams: %w", err)
-		}
-	}
 	for _, p := range changes.Added {
 		log.Info("added", "image", p)
 	}
@@ -178,7 +176,19 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 	for _, p := range changes.Removed {
 		log.Info("removed", "uri", p)
 	}
-	return &buildResult{ExpiresIn: expires, List: l, Changes: changes, Stats: stats}, nil
+	return &buildResult{ExpiresIn: expires, List: l, Changes: changes, Stats: stats, BaseURI: meta.BaseURI}, nil
+}
+
+// streams writes the simplestreams catalog when --simplestreams is set,
+// after the list it describes was written.
+func streams(c *ucli.Context, r *buildResult, log *slog.Logger) error {
+	if !c.Bool("simplestreams") {
+		return nil
+	}
+	if err := writeStreams(c.String("library"), r.List, r.BaseURI, log); err != nil {
+		return fmt.Errorf("simplestreams: %w", err)
+	}
+	return nil
 }
 
 // summary is the record build and publish print.
@@ -270,6 +280,9 @@ func buildCommand(env cli.Env) *ucli.Command {
 					return err
 				}
 				s.Written = true
+			}
+			if err := streams(c, r, logger(env, c)); err != nil {
+				return err
 			}
 			return printSummary(env, c, s)
 		},
@@ -501,77 +514,141 @@ func publishCommand(env cli.Env) *ucli.Command {
 			if c.NArg() > 0 {
 				return cli.Usagef("publish takes no arguments")
 			}
-			now := env.Now()
-			log := logger(env, c)
-			renew, err := cli.ParseDuration(c.String("renew-before"))
-			if err != nil {
-				return err
-			}
-			digest, err := digestFlag(c)
-			if err != nil {
-				return err
-			}
-			dir := c.String("out-dir")
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			signer, err := publish.LoadSigner(c.String("cert"), c.String("key"), c.String("chain"))
-			if err != nil {
-				return err
-			}
-			jsonFile, signedFile := filepath.Join(dir, ListJSON), filepath.Join(dir, ListSigned)
-			r, err := build(c.Context, env, c, log, jsonFile, cacheFor(c, dir), now)
-			if err != nil {
-				return err
-			}
-			s := newSummary(r, jsonFile)
-			s.Signed = signedFile
-			expires := r.ExpiresIn
-			if left := signer.Cert.NotAfter.Sub(now); left < renew {
-				log.Warn("signer certificate expires soon: renew it, lists cannot be signed beyond it",
-					"cert", c.String("cert"), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
-			}
-			if !r.Changes.NewRelease {
-				// Nothing changed in the library. What counts is what was
-				// signed: a hand edit of imagelist.json or a `build` into
-				// it is a new release too.
-				same := signedMatches(signedFile, r.List)
-				due := r.List.Expires.Sub(now) < renew
-				if same && !due {
-					return printSummary(env, c, s)
-				}
-				extended := now.Add(expires)
-				if signer.Cert.NotAfter.Before(extended) {
-					extended = signer.Cert.NotAfter
-				}
-				if same && !extended.After(r.List.Expires) {
-					// Re-signing would not extend the list (the signer
-					// certificate ends first): don't churn versions.
-					log.Warn("list due for renewal but the signer certificate cannot extend it",
-						"expires", imagelist.FormatTime(r.List.Expires), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
-					return printSummary(env, c, s)
-				}
-				// Re-signing is still a new release: subscribers refuse
-				// new content under an old version (rule R5).
-				r.List.Version = publish.BumpVersion(r.List.Version)
-			}
-			signed, content, err := publish.Sign(r.List, signer, publish.SignOptions{Now: now, ExpiresIn: expires, Digest: digest})
-			if err != nil {
-				return err
-			}
-			// The signed list goes out first: imagelist.json is only the
-			// publisher's record of what was signed.
-			if err := writeFile(signedFile, signed); err != nil {
-				return err
-			}
-			if err := writeFile(jsonFile, content); err != nil {
-				return err
-			}
-			s.Written = true
-			s.Version, s.Expires = r.List.Version, imagelist.FormatTime(r.List.Expires)
-			return printSummary(env, c, s)
+			return publishOnce(env, c, nil)
 		},
 	}
+}
+
+func watchCommand(env cli.Env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "watch",
+		Usage: "publish whenever the library changes and has settled, and renew the list before it expires",
+		Description: `Runs publish at start, then whenever the library has been quiet for --settle
+after a change (files written, added, removed, renamed, folders too; the library
+folder may even be replaced), and every --check-every for renewal (--renew-before).
+A rebuild during which a file changed is not signed: it waits for the next quiet
+period, so a large file still being copied is never hashed and signed half
+written. Stops on SIGTERM/SIGINT.`,
+		ArgsUsage: " ",
+		Flags: append(append(buildFlags(), signerFlags()...),
+			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime", Required: true},
+			&ucli.StringFlag{Name: "renew-before", Value: "7d", Usage: "re-sign an unchanged list when it expires within `DURATION`"},
+			&ucli.StringFlag{Name: "settle", Value: "30s", Usage: "publish only after the library was quiet this `DURATION` (longer than any pause of an upload)"},
+			&ucli.StringFlag{Name: "check-every", Value: "1h", Usage: "look for a due renewal this often (`DURATION`)"},
+		),
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Usagef("watch takes no arguments")
+			}
+			settle, err := cli.ParseDuration(c.String("settle"))
+			if err != nil || settle <= 0 {
+				return cli.Usagef("--settle: want a positive duration")
+			}
+			every, err := cli.ParseDuration(c.String("check-every"))
+			if err != nil || every <= 0 {
+				return cli.Usagef("--check-every: want a positive duration")
+			}
+			log := logger(env, c)
+			lib, err := filepath.Abs(c.String("library"))
+			if err != nil {
+				return err
+			}
+			streamsDir := filepath.Join(lib, "streams")
+			w := &watch.Watcher{Root: lib, Settle: settle, Tick: every, Logger: log,
+				Ignore: func(p string) bool {
+					return p == streamsDir || strings.HasPrefix(p, streamsDir+string(filepath.Separator))
+				}}
+			log.Info("watching the library", "dir", lib, "settle", settle, "check_every", every)
+			return w.Run(c.Context, func(ctx context.Context, reason string, stable func() bool) error {
+				log.Info("rebuilding", "reason", reason)
+				return publishOnce(env, c, stable)
+			})
+		},
+	}
+}
+
+// publishOnce builds and, when something changed or renewal is due, signs
+// and writes the list. stable (watch mode) is asked after hashing: when it
+// says changes arrived meanwhile, nothing is signed (watch.ErrRetry).
+func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
+	now := env.Now()
+	log := logger(env, c)
+	renew, err := cli.ParseDuration(c.String("renew-before"))
+	if err != nil {
+		return err
+	}
+	digest, err := digestFlag(c)
+	if err != nil {
+		return err
+	}
+	dir := c.String("out-dir")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	signer, err := publish.LoadSigner(c.String("cert"), c.String("key"), c.String("chain"))
+	if err != nil {
+		return err
+	}
+	jsonFile, signedFile := filepath.Join(dir, ListJSON), filepath.Join(dir, ListSigned)
+	r, err := build(c.Context, env, c, log, jsonFile, cacheFor(c, dir), now)
+	if err != nil {
+		return err
+	}
+	if stable != nil && !stable() {
+		return watch.ErrRetry // a file changed while it was hashed
+	}
+	s := newSummary(r, jsonFile)
+	s.Signed = signedFile
+	expires := r.ExpiresIn
+	if left := signer.Cert.NotAfter.Sub(now); left < renew {
+		log.Warn("signer certificate expires soon: renew it, lists cannot be signed beyond it",
+			"cert", c.String("cert"), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
+	}
+	if !r.Changes.NewRelease {
+		// Nothing changed in the library. What counts is what was
+		// signed: a hand edit of imagelist.json or a `build` into
+		// it is a new release too.
+		same := signedMatches(signedFile, r.List)
+		due := r.List.Expires.Sub(now) < renew
+		if same && !due {
+			if err := streams(c, r, log); err != nil {
+				return err
+			}
+			return printSummary(env, c, s)
+		}
+		extended := now.Add(expires)
+		if signer.Cert.NotAfter.Before(extended) {
+			extended = signer.Cert.NotAfter
+		}
+		if same && !extended.After(r.List.Expires) {
+			// Re-signing would not extend the list (the signer
+			// certificate ends first): don't churn versions.
+			log.Warn("list due for renewal but the signer certificate cannot extend it",
+				"expires", imagelist.FormatTime(r.List.Expires), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
+			return printSummary(env, c, s)
+		}
+		// Re-signing is still a new release: subscribers refuse
+		// new content under an old version (rule R5).
+		r.List.Version = publish.BumpVersion(r.List.Version)
+	}
+	signed, content, err := publish.Sign(r.List, signer, publish.SignOptions{Now: now, ExpiresIn: expires, Digest: digest})
+	if err != nil {
+		return err
+	}
+	// The signed list goes out first: imagelist.json is only the
+	// publisher's record of what was signed.
+	if err := writeFile(signedFile, signed); err != nil {
+		return err
+	}
+	if err := writeFile(jsonFile, content); err != nil {
+		return err
+	}
+	s.Written = true
+	s.Version, s.Expires = r.List.Version, imagelist.FormatTime(r.List.Expires)
+	if err := streams(c, r, log); err != nil {
+		return err
+	}
+	return printSummary(env, c, s)
 }
 
 // writeStreams writes the simplestreams catalog of the list's LXD/Incus
