@@ -17,6 +17,8 @@
 #      walk (vcspcheck) shows what vCenter sees, and govmomi's vcsim imports
 #      every item and deploys the OVF template (when govc/vcsim are
 #      installed: make demo installs them into .tools/bin);
+#      The LXD/Incus image is served as a simplestreams catalog (streams/v1),
+#      walked the way the LXD and Incus clients do;
 #  11. one template changes: only the delta crosses the wire, and only that
 #      item's version (and the library's) grows.
 set -euo pipefail
@@ -40,13 +42,18 @@ L=$D/library
 "$D/tools/mktemplate" -dir "$L/centos9-template" -name centos9 -seed 1 -disk-capacity 16MiB -data-size 1MiB \
 	-iso "$L/tools.iso" -iso-size 1MiB
 head -c 2097152 /dev/urandom >"$L/alpine-3.20.qcow2"
+# an LXD/Incus container image: metadata tarball + squashfs root
+lxd="$L/images/alpine/3.20/amd64/default/$(date -u +%Y%m%d_%H%M)"
+mkdir -p "$lxd"
+head -c 4096 /dev/urandom >"$lxd/incus.tar.xz"
+head -c 262144 /dev/urandom >"$lxd/rootfs.squashfs"
 # A library at rest: files modified within 2 s of being hashed are hashed
 # again on the next run (see docs/publish.md, "hash cache").
 find "$L" -exec touch -d '1 hour ago' {} +
 ls -lR "$L"
 
 say "3. clr-publish publish (hash, build, sign)"
-"$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ \
+"$BIN/clr-publish" publish --library "$L" --base-uri ssh://127.0.0.1:2222/ --simplestreams \
 	--title "CLR demo library" --cert "$P/signer.pem" --key "$P/signer.key" --hash-cache "$D/hashes.json" -o "$D/pub"
 
 say "4. clr-publish verify (chain, CRL, endorser, dates)"
@@ -127,6 +134,9 @@ echo "subscribe a vCenter content library to: $url"
 vcsim=()
 if command -v govc >/dev/null && command -v vcsim >/dev/null; then vcsim=(-vcsim); fi
 "$D/tools/vcspcheck" -state "$D/vcsp-state.json" -verify-sums "${vcsim[@]}" "$url"
+echo "LXD/Incus: incus remote add site https://SITE --protocol=simplestreams (clients need https);"
+echo "the catalog as the LXD and Incus clients read it (every fingerprint recomputed):"
+"$D/tools/sscheck" "http://$httpaddr/" | grep -E '^(IMAGE|SUMMARY)' 
 
 say "11. one template changes: only the delta crosses the wire, only its item's version grows"
 # 4 KiB in the middle of the 2 MiB qcow2 image

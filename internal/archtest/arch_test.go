@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"internal/vcspcheck":  {},
 	"internal/sscheck":    {},
 	"internal/watch":      {"github.com/fsnotify/fsnotify"},
-	"internal/tools":      {"internal/ovfgen", "internal/vcspcheck"},
+	"internal/tools":      {"internal/ovfgen", "internal/vcspcheck", "internal/sscheck"},
 	"internal/cache":      {"internal/imagelist", "internal/transport", "internal/fsutil", "events"},
 	"internal/server":     {"internal/fsutil", "golang.org/x/crypto/ssh", "golang.org/x/sys/unix"},
 	"internal/store":      {"gorm.io/gorm", "gorm.io/driver/sqlite"},
