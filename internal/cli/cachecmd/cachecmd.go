@@ -106,6 +106,7 @@ func cacheFlags() []ucli.Flag {
 		&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "CA `DIR` also trusted for HTTPS sources (besides the system roots)"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the run's report as JSON on stdout"},
 		&ucli.StringFlag{Name: "peer", EnvVars: []string{"CLR_PEER"}, Usage: "fetch every ssh:// image from `HOST[:PORT]` instead of the host its list names (content-library-rsync: SYNC_PEER, SYNC_PORT)"},
+		&ucli.StringFlag{Name: "export-dir", EnvVars: []string{"CLR_EXPORT_DIR"}, Usage: "re-export the verified images and the signed lists to `DIR` in the publisher's layout, for downstream sites (serve it with clr-server; same file system as the cache)"},
 		&ucli.BoolFlag{Name: "no-library", EnvVars: []string{"CLR_NO_LIBRARY"}, Usage: "do not regenerate the vSphere content library manifests"},
 		&ucli.StringFlag{Name: "library-name", Value: library.DefaultName, EnvVars: []string{"CLR_LIBRARY_NAME", "LIBRARY_NAME"}, Usage: "content library `NAME` in lib.json"},
 		&ucli.StringFlag{Name: "library-description", EnvVars: []string{"CLR_LIBRARY_DESCRIPTION"}, Usage: "content library `TEXT` in lib.json"},
@@ -310,6 +311,14 @@ func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig,
 			log.Warn("grace period not extended", "err", err)
 		}
 	}
+	var expErr error
+	if d := c.String("export-dir"); d != "" && !c.Bool("dry-run") {
+		if abs, err := filepath.Abs(d); err != nil || within(ch.Dir, abs) || within(abs, ch.Dir) {
+			return cli.Usagef("--export-dir %s overlaps the cache directory %s", d, ch.Dir)
+		} else if expErr = exportTree(ctx, abs, st, ch, log); expErr != nil {
+			log.Error("export not updated completely", "err", expErr)
+		}
+	}
 	summarize(env, c, log, now, *total)
 	if c.Bool("json") {
 		if err := cli.WriteJSON(env.Stdout, reportJSON(*total)); err != nil {
@@ -319,6 +328,9 @@ func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig,
 	runErr := reportError(*total)
 	if runErr == nil && libErr != nil {
 		runErr = fmt.Errorf("content library manifests: %w", libErr)
+	}
+	if runErr == nil && expErr != nil {
+		runErr = fmt.Errorf("export: %w", expErr)
 	}
 	return runErr
 }
