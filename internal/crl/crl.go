@@ -55,8 +55,9 @@ var (
 // Skew is how far in the future a CRL's thisUpdate may be.
 const Skew = 5 * time.Minute
 
-// MaxSize caps a CRL download (the largest IGTF CRLs are a few MB).
-const MaxSize = 64 << 20
+// MaxSize caps a CRL download (the largest IGTF CRLs are a few MB); its
+// PEM form (4/3 larger) stays under the trust store's file cap.
+const MaxSize = 45 << 20
 
 // Status is the outcome for one CA.
 type Status string
@@ -112,33 +113,43 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// caGroup is the CAs of one subject hash (a renewed CA keeps its name).
+// caGroup is the CA certificates of one exact subject (a renewed CA keeps
+// its name): one CRL issuer.
 type caGroup struct {
 	hash    string
 	subject string
+	file    string // <hash>.r<N>: N counts distinct subjects sharing the hash, as openssl rehash does
 	certs   []*x509.Certificate
 }
 
 func groups(st *trust.Store) ([]caGroup, error) {
-	byHash := map[string]*caGroup{}
-	var order []string
+	bySubject := map[string]*caGroup{}
+	var order []*caGroup
 	for _, ca := range st.CAs() {
-		h, err := trust.SubjectHash(ca.Cert.RawSubject)
-		if err != nil {
-			return nil, fmt.Errorf("subject hash of %s: %w", ca.File, err)
-		}
-		g, ok := byHash[h]
+		g, ok := bySubject[string(ca.Cert.RawSubject)]
 		if !ok {
+			h, err := trust.SubjectHash(ca.Cert.RawSubject)
+			if err != nil {
+				return nil, fmt.Errorf("subject hash of %s: %w", ca.File, err)
+			}
 			g = &caGroup{hash: h, subject: ca.Subject}
-			byHash[h] = g
-			order = append(order, h)
+			bySubject[string(ca.Cert.RawSubject)] = g
+			order = append(order, g)
 		}
 		g.certs = append(g.certs, ca.Cert)
 	}
-	sort.Strings(order)
+	sort.SliceStable(order, func(i, j int) bool {
+		if order[i].hash != order[j].hash {
+			return order[i].hash < order[j].hash
+		}
+		return order[i].subject < order[j].subject
+	})
 	out := make([]caGroup, len(order))
-	for i, h := range order {
-		out[i] = *byHash[h]
+	n := map[string]int{}
+	for i, g := range order {
+		g.file = fmt.Sprintf("%s.r%d", g.hash, n[g.hash])
+		n[g.hash]++
+		out[i] = *g
 	}
 	return out, nil
 }
@@ -180,7 +191,7 @@ func Refresh(ctx context.Context, opts Options) ([]Outcome, error) {
 }
 
 func refreshOne(ctx context.Context, opts Options, g caGroup) Outcome {
-	o := Outcome{Subject: g.subject, Hash: g.hash, File: filepath.Join(opts.Dir, g.hash+".r0")}
+	o := Outcome{Subject: g.subject, Hash: g.hash, File: filepath.Join(opts.Dir, g.file)}
 	cur := currentCRL(o.File, g.certs)
 	if cur != nil {
 		o.ThisUpdate, o.NextUpdate = cur.ThisUpdate, cur.NextUpdate
@@ -193,6 +204,11 @@ func refreshOne(ctx context.Context, opts Options, g caGroup) Outcome {
 	o.Status = Kept
 	for _, u := range urls {
 		rl, raw, err := fetchOne(ctx, opts, u, g)
+		if err == nil && cur != nil && rl.ThisUpdate.After(opts.Now) {
+			// within the skew, but verification has none: a CRL that is
+			// not valid yet must not replace one that is
+			err = fmt.Errorf("%w: %s has thisUpdate %s, after now (%s); the current CRL stays", ErrFuture, redact(u), ts(rl.ThisUpdate), ts(opts.Now))
+		}
 		if err == nil && cur != nil {
 			switch c := compare(rl, cur); {
 			case c < 0:
@@ -264,7 +280,7 @@ func signedByAny(rl *x509.RevocationList, certs []*x509.Certificate) bool {
 
 // currentCRL is the valid CRL in file (signed by the CA), or nil.
 func currentCRL(file string, certs []*x509.Certificate) *x509.RevocationList {
-	data, err := fsutil.ReadFileCapped(file, MaxSize)
+	data, err := fsutil.ReadFileCapped(file, 64<<20)
 	if err != nil {
 		return nil
 	}

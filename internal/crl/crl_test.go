@@ -151,6 +151,7 @@ func TestRefresh(t *testing.T) {
 		{"HTML error page with 200", 200, []byte("<html>maintenance</html>"), ErrParse, "not a CRL"},
 		{"older CRL", 200, e.crl(e.ca, 1, t0.Add(-72*time.Hour)), ErrOlder, "older than the one on disk"},
 		{"from the future", 200, e.crl(e.ca, 9, t0.Add(time.Hour)), ErrFuture, "in the future"},
+		{"2 minutes ahead (within the skew, but not valid yet)", 200, e.crl(e.ca, 9, t0.Add(2*time.Minute)), ErrFuture, "the current CRL stays"},
 		{"HTTP error", 503, []byte("busy"), ErrFetch, "503"},
 		{"not found", 404, nil, ErrFetch, "404"},
 	}

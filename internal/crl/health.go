@@ -100,8 +100,7 @@ func Check(dir string, now time.Time, th Thresholds) (Health, error) {
 		byRaw[string(ca.Cert.Raw)] = ca
 	}
 	for _, g := range gs {
-		crlFile := filepath.Join(dir, g.hash+".r0")
-		cur := currentCRL(crlFile, g.certs)
+		crlFile := filepath.Join(dir, g.file)
 		hasSource := len(sources(dir, g)) > 0
 		for _, cert := range g.certs {
 			ca := byRaw[string(cert.Raw)]
@@ -111,6 +110,9 @@ func Check(dir string, now time.Time, th Thresholds) (Health, error) {
 				SignatureAlg: cert.SignatureAlgorithm.String(), Policy: ca.HasPolicy, CRLSource: hasSource,
 				Findings: []Finding{},
 			}
+			// the CRL this certificate's chains are checked against: signed
+			// by this very certificate (a renewed CA has one per key)
+			cur := currentCRL(crlFile, []*x509.Certificate{cert})
 			add := func(l Level, code, format string, a ...any) {
 				c.Findings = append(c.Findings, Finding{Level: l, Code: code, Message: fmt.Sprintf(format, a...)})
 				if l > c.Level {
@@ -156,7 +158,7 @@ func Check(dir string, now time.Time, th Thresholds) (Health, error) {
 				if !cur.NextUpdate.IsZero() {
 					c.CRLNextUpdate = &nu
 				}
-				if cur.ThisUpdate.After(now.Add(Skew)) {
+				if cur.ThisUpdate.After(now) {
 					add(Warning, "crl-future", "CRL thisUpdate %s is in the future: check the clock", ts(cur.ThisUpdate))
 				}
 			}

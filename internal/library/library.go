@@ -95,6 +95,9 @@ type Options struct {
 	// NewID returns a fresh canonical lower-case UUID (without "urn:uuid:").
 	NewID  func() (string, error)
 	Logger *slog.Logger
+	// Clock, if set, is read once for the prune step (the moment the new
+	// manifests are out); nil means Now.
+	Clock func() time.Time
 	// Grace is how long a version path stays after no manifest names it
 	// any more (readers of the previous manifests: vCenter mid-sync, LXD
 	// and Incus cache their index for an hour). Zero means one hour.
@@ -195,17 +198,30 @@ func Update(ctx context.Context, st *store.Store, images []Image, opts Options) 
 			current[it.Image] = d
 		}
 	}
-	for _, im := range linkOnly {
+	// Every served version's links are checked on every run, not only
+	// those of changed items: a version the cache re-fetched after a
+	// failed check (same digest, new file) must not stay served through a
+	// hard link to the old, corrupt file.
+	for _, im := range append(append([]Image(nil), images...), linkOnly...) {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		if err := linkVersion(opts.Dir, im); err != nil {
 			return res, err
 		}
+	}
+	for _, im := range linkOnly {
 		current[im.UUID] = im.Digest32
 	}
 	grace := opts.Grace
 	if grace <= 0 {
 		grace = time.Hour
 	}
-	pruned, err := prune(opts.Dir, current, opts.Now, grace)
+	pruneAt := opts.Now
+	if opts.Clock != nil {
+		pruneAt = opts.Clock() // the grace starts when the manifests changed, not when the run began
+	}
+	pruned, err := prune(opts.Dir, current, pruneAt, grace)
 	res.Pruned = pruned
 	if err != nil {
 		return res, err
@@ -518,6 +534,16 @@ func keys(m map[string][]byte) []string {
 // atomically (rename over it).
 func linkVersion(dir string, im Image) error {
 	vdir := filepath.Join(dir, im.UUID, im.Digest32)
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		return fmt.Errorf("library: %w", err)
+	}
+	// The marker says the library made this version path: prune removes
+	// only such paths (a hidden file, never served).
+	if _, err := os.Lstat(filepath.Join(vdir, versionMarker)); err != nil {
+		if err := os.WriteFile(filepath.Join(vdir, versionMarker), nil, 0o644); err != nil {
+			return fmt.Errorf("library: %w", err)
+		}
+	}
 	for _, f := range im.Files {
 		link := filepath.Join(vdir, filepath.FromSlash(f.Path))
 		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
@@ -572,6 +598,9 @@ func relTarget(dir, target string) (string, error) {
 	return rel, nil
 }
 
+// versionMarker marks a version path the library made.
+const versionMarker = ".clr-version"
+
 // retiredFile (a dot file: never served) records since when each version
 // path is no longer named by a manifest.
 const retiredFile = ".retired.json"
@@ -605,6 +634,9 @@ func prune(dir string, current map[string]string, now time.Time, grace time.Dura
 		for _, s := range sub {
 			if !s.IsDir() || !digestShaped(s.Name()) {
 				continue
+			}
+			if _, err := os.Lstat(filepath.Join(udir, s.Name(), versionMarker)); err != nil && !dangling(filepath.Join(udir, s.Name())) {
+				continue // not made by the library (or before markers): left alone
 			}
 			key := uuid + "/" + s.Name()
 			if s.Name() == current[uuid] {

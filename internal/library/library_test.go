@@ -550,3 +550,55 @@ func TestLongEqualTitlesStayUnique(t *testing.T) {
 		seen[n] = u
 	}
 }
+
+// TestRepairedVersionRelinked: the cache re-fetched a version after a
+// failed check (same digest, new file): the library serves the new file,
+// not the old one through a stale hard link.
+func TestRepairedVersionRelinked(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "GOOD"}
+	im := f.images()[0]
+	f.run("")
+	// corruption, then the cache's repair: the version moves away and is
+	// fetched again under the same path
+	p := filepath.Join(im.Dir, "a.iso")
+	if err := os.Rename(p, p+".corrupt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("GOOD"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p+".corrupt", []byte("BAD!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.run(""); res.Changed {
+		t.Fatalf("a repair changed the catalog: %+v", res)
+	}
+	_, items := f.docs()
+	lib := filepath.Join(f.root, "lib", filepath.FromSlash(items[uA].Files[0].Hrefs[0]))
+	a, _ := os.Stat(lib)
+	b, _ := os.Stat(p)
+	if !os.SameFile(a, b) {
+		t.Fatal("the library still links the replaced file")
+	}
+}
+
+// TestPruneLeavesForeignFolders: a digest-named folder the library did not
+// make is never removed.
+func TestPruneLeavesForeignFolders(t *testing.T) {
+	f := newFixture(t)
+	f.files[uA] = map[string]string{"a.iso": "1"}
+	f.run("")
+	foreign := filepath.Join(f.root, "lib", "assets", "0123456789abcdef0123456789abcdef")
+	if err := os.MkdirAll(foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "site.css"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(3 * time.Hour)
+	f.run("")
+	if _, err := os.Stat(filepath.Join(foreign, "site.css")); err != nil {
+		t.Fatalf("a foreign folder was pruned: %v", err)
+	}
+}

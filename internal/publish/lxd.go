@@ -378,3 +378,24 @@ func WriteSimpleStreams(dir string, c simplestreams.Catalog) (bool, error) {
 	}
 	return wrote, nil
 }
+
+// SimpleStreamsCatalogSafe is SimpleStreamsCatalog that leaves out (and
+// reports) every image the catalog cannot hold together with the others
+// (a duplicate serial from a second subscription, a republished serial with
+// identical bytes, incomplete metadata), so one bad image never stops the
+// catalog of all the others from updating.
+func SimpleStreamsCatalogSafe(imgs []SSImage, updated time.Time) (simplestreams.Catalog, []error) {
+	sorted := append([]SSImage(nil), imgs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Prefix < sorted[j].Prefix })
+	var ok []SSImage
+	var errs []error
+	for _, im := range sorted {
+		try := append(append([]SSImage(nil), ok...), im)
+		if _, err := simplestreams.Render(SimpleStreamsCatalog(try, updated)); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s %s %s %s (%s): %w", im.Info.OS, im.Info.Release, im.Info.Variant, im.Info.Arch, im.Info.Serial, im.Prefix, err))
+			continue
+		}
+		ok = append(ok, im)
+	}
+	return SimpleStreamsCatalog(ok, updated), errs
+}

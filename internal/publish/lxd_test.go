@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clr-suite/clr/internal/imagelist"
 )
 
 func sum256(parts ...string) string {
@@ -135,5 +137,26 @@ func removeFile(t *testing.T, root, rel string) {
 	t.Helper()
 	if err := os.Remove(filepath.Join(root, rel)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSafeCatalog: an image that cannot join the catalog (the same serial
+// twice, here from a second subscription) is left out; the rest renders.
+func TestSafeCatalog(t *testing.T) {
+	info := SSInfo{OS: "debian", Release: "bookworm", Arch: "amd64", Variant: "default", Serial: "20261120_0100",
+		Files:    map[string]SSFile{"incus.tar.xz": {FType: "meta", SHA256: sum256("M")}, "rootfs.squashfs": {FType: "squashfs", SHA256: sum256("R")}},
+		Combined: map[string]string{"squashfs": sum256("M", "R")}}
+	files := []imagelist.File{{Path: "incus.tar.xz", Size: 1}, {Path: "rootfs.squashfs", Size: 1}}
+	other := info
+	other.Serial = "20261121_0100"
+	other.Files = map[string]SSFile{"incus.tar.xz": {FType: "meta", SHA256: sum256("M2")}, "rootfs.squashfs": {FType: "squashfs", SHA256: sum256("R2")}}
+	other.Combined = map[string]string{"squashfs": sum256("M2", "R2")}
+	cat, bad := SimpleStreamsCatalogSafe([]SSImage{
+		{Info: info, Files: files, Prefix: "a/1"},
+		{Info: info, Files: files, Prefix: "b/1"}, // the same serial again
+		{Info: other, Files: files, Prefix: "c/1"},
+	}, time.Unix(1, 0))
+	if len(bad) != 1 || len(cat.Products) != 1 || len(cat.Products[0].Versions) != 2 {
+		t.Fatalf("catalog %+v, left out %v", cat, bad)
 	}
 }

@@ -282,7 +282,7 @@ func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig,
 			return err
 		}
 		if lib && len(rep.Expired) > 0 && rc.download {
-			if _, err := updateLibrary(ctx, c, st, ch, now, log); err != nil {
+			if _, err := updateLibrary(ctx, env, c, st, ch, now, log); err != nil {
 				log.Error("content library manifests not updated after expiry", "err", err)
 			}
 		}
@@ -303,7 +303,7 @@ func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig,
 	}
 	var libErr error
 	if lib {
-		if _, libErr = updateLibrary(ctx, c, st, ch, now, log); libErr != nil {
+		if _, libErr = updateLibrary(ctx, env, c, st, ch, now, log); libErr != nil {
 			log.Error("content library manifests not updated; the previous ones stay served", "err", libErr)
 		} else if err := ch.ExtendGrace(ctx, now, env.Now()); err != nil {
 			// The versions this run replaced stay readable for --grace

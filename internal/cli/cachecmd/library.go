@@ -53,7 +53,7 @@ func within(dir, p string) bool {
 
 // updateLibrary regenerates the content library manifests from what the
 // cache serves. It reads records, never content.
-func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *cache.Cache, now time.Time, log *slog.Logger) (library.Result, error) {
+func updateLibrary(ctx context.Context, env cli.Env, c *ucli.Context, st *store.Store, ch *cache.Cache, now time.Time, log *slog.Logger) (library.Result, error) {
 	dir, err := libraryDir(c, ch.Dir)
 	if err != nil {
 		return library.Result{}, err
@@ -98,7 +98,7 @@ func updateLibrary(ctx context.Context, c *ucli.Context, st *store.Store, ch *ca
 	}
 	res, err := library.Update(ctx, st, imgs, library.Options{
 		Dir: dir, Name: c.String("library-name"), Description: c.String("library-description"),
-		Now: now, NewID: subscriber.NewUUID, Logger: log, Grace: c.Duration("grace"),
+		Now: now, NewID: subscriber.NewUUID, Logger: log, Grace: c.Duration("grace"), Clock: env.Now,
 	})
 	if err != nil {
 		return res, err
@@ -182,7 +182,14 @@ func updateStreams(dir string, imgs []publish.SSImage, updated time.Time, log *s
 		}
 		return nil
 	}
-	wrote, err := publish.WriteSimpleStreams(dir, publish.SimpleStreamsCatalog(imgs, updated))
+	cat, bad := publish.SimpleStreamsCatalogSafe(imgs, updated)
+	for _, err := range bad {
+		log.Error("LXD/Incus image left out of the simplestreams catalog", "err", err)
+	}
+	if len(cat.Products) == 0 {
+		return nil
+	}
+	wrote, err := publish.WriteSimpleStreams(dir, cat)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func serveCommand(env cli.Env) *ucli.Command {
 		Usage:       "serve the content library over HTTP(S) (vSphere subscribed content library)",
 		Description: serveDescription,
 		Flags: append(append(append(append([]ucli.Flag{}, cli.SubscriberFlags()...), dirFlags()...), serveFlags()...),
-			&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT"}, Usage: "CA `DIR` whose CRL and CA dates /metrics reports"}),
+			&ucli.StringFlag{Name: "cert-dir", Aliases: []string{"c"}, EnvVars: []string{"CLR_DIR_CERT", "VMCATCHER_DIR_CERT", "X509_CERT_DIR"}, Usage: "CA `DIR` whose CRL and CA dates /metrics reports"}),
 		Action: func(c *ucli.Context) error {
 			ctx, cancel := context.WithCancel(c.Context)
 			defer cancel()
@@ -462,11 +462,11 @@ type trustCollector struct {
 }
 
 var (
-	crlNext  = prometheus.NewDesc("clr_crl_next_update_timestamp_seconds", "nextUpdate of the CA's CRL", []string{"ca", "hash"}, nil)
-	crlThis  = prometheus.NewDesc("clr_crl_this_update_timestamp_seconds", "thisUpdate of the CA's CRL", []string{"ca", "hash"}, nil)
-	crlAge   = prometheus.NewDesc("clr_crl_age_seconds", "age of the CA's CRL (now - thisUpdate)", []string{"ca", "hash"}, nil)
-	caExpiry = prometheus.NewDesc("clr_ca_not_after_timestamp_seconds", "expiry of the CA certificate", []string{"ca", "hash"}, nil)
-	caLevel  = prometheus.NewDesc("clr_ca_health_level", "clr-trust health level of the CA: 0 ok, 1 notice, 2 warning, 3 critical", []string{"ca", "hash"}, nil)
+	crlNext  = prometheus.NewDesc("clr_crl_next_update_timestamp_seconds", "nextUpdate of the CA's CRL", []string{"ca", "hash", "file"}, nil)
+	crlThis  = prometheus.NewDesc("clr_crl_this_update_timestamp_seconds", "thisUpdate of the CA's CRL", []string{"ca", "hash", "file"}, nil)
+	crlAge   = prometheus.NewDesc("clr_crl_age_seconds", "age of the CA's CRL (now - thisUpdate)", []string{"ca", "hash", "file"}, nil)
+	caExpiry = prometheus.NewDesc("clr_ca_not_after_timestamp_seconds", "expiry of the CA certificate", []string{"ca", "hash", "file"}, nil)
+	caLevel  = prometheus.NewDesc("clr_ca_health_level", "clr-trust health level of the CA: 0 ok, 1 notice, 2 warning, 3 critical", []string{"ca", "hash", "file"}, nil)
 )
 
 func (t *trustCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -494,7 +494,7 @@ func (t *trustCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, ca := range h.CAs {
-		l := []string{strings.ToValidUTF8(ca.Subject, "?"), ca.Hash}
+		l := []string{strings.ToValidUTF8(ca.Subject, "?"), ca.Hash, ca.File}
 		ch <- prometheus.MustNewConstMetric(caExpiry, prometheus.GaugeValue, float64(ca.NotAfter.Unix()), l...)
 		ch <- prometheus.MustNewConstMetric(caLevel, prometheus.GaugeValue, float64(ca.Level), l...)
 		if ca.CRLThisUpdate != nil {

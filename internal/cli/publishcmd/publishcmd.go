@@ -675,7 +675,14 @@ func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) 
 		log.Warn("no LXD/Incus images under " + publish.LXDRoot + "/: streams/v1 not written")
 		return nil
 	}
-	wrote, err := publish.WriteSimpleStreams(lib, publish.SimpleStreamsCatalog(imgs, updated))
+	cat, bad := publish.SimpleStreamsCatalogSafe(imgs, updated)
+	for _, err := range bad {
+		log.Error("LXD/Incus image left out of streams/v1", "err", err)
+	}
+	if len(cat.Products) == 0 {
+		return nil
+	}
+	wrote, err := publish.WriteSimpleStreams(lib, cat)
 	if err != nil {
 		return err
 	}
