@@ -36,7 +36,7 @@ cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 	echo "| case | ms per regeneration | ratio | goal |"
 	echo "| --- | --- | --- | --- |"
 	echo "| baseline: render lib.json, items.json and 1,000 item.json in memory | $r | 1.00x | |"
-	echo "| \`library.Update\`, nothing changed (load catalog, compare, stat lib.json, prune scan; writes nothing) | $n | $(ratio "$n" "$r")x | < 500 ms, no file reads |"
+	echo "| \`library.Update\`, nothing changed (load catalog, compare, stat lib.json, check every link, prune scan; writes nothing) | $n | $(ratio "$n" "$r")x | < 500 ms, no file reads |"
 	echo "| \`library.Update\`, one item changed (save 1 row, link, write its item.json, items.json, lib.json, fsync each) | $o | $(ratio "$o" "$r")x | |"
 	echo "<!-- /bench:library -->"
 } >"$OUT"

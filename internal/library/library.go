@@ -534,31 +534,38 @@ func keys(m map[string][]byte) []string {
 // atomically (rename over it).
 func linkVersion(dir string, im Image) error {
 	vdir := filepath.Join(dir, im.UUID, im.Digest32)
-	if err := os.MkdirAll(vdir, 0o755); err != nil {
-		return fmt.Errorf("library: %w", err)
-	}
+	changed := false
 	// The marker says the library made this version path: prune removes
-	// only such paths (a hidden file, never served).
+	// only such paths (a hidden file, never served). Its presence also
+	// means the folder exists.
 	if _, err := os.Lstat(filepath.Join(vdir, versionMarker)); err != nil {
+		if err := os.MkdirAll(vdir, 0o755); err != nil {
+			return fmt.Errorf("library: %w", err)
+		}
 		if err := os.WriteFile(filepath.Join(vdir, versionMarker), nil, 0o644); err != nil {
 			return fmt.Errorf("library: %w", err)
 		}
+		changed = true
 	}
 	for _, f := range im.Files {
 		link := filepath.Join(vdir, filepath.FromSlash(f.Path))
+		target := filepath.Join(im.Dir, filepath.FromSlash(f.Path))
+		// fast path (every run, every file): the hard link is in place
+		a, lerr := os.Lstat(link)
+		if lerr == nil && a.Mode()&fs.ModeSymlink == 0 {
+			if b, err := os.Stat(target); err == nil && os.SameFile(a, b) {
+				continue
+			}
+		}
 		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 			return fmt.Errorf("library: %w", err)
 		}
-		target := filepath.Join(im.Dir, filepath.FromSlash(f.Path))
 		rel, err := relTarget(filepath.Dir(link), target)
 		if err != nil {
 			return err
 		}
-		if cur, err := os.Readlink(link); err == nil && cur == rel {
-			continue
-		}
-		if a, err := os.Lstat(link); err == nil && a.Mode().IsRegular() {
-			if b, err := os.Stat(target); err == nil && os.SameFile(a, b) {
+		if lerr == nil && a.Mode()&fs.ModeSymlink != 0 {
+			if cur, err := os.Readlink(link); err == nil && cur == rel {
 				continue
 			}
 		}
@@ -576,6 +583,10 @@ func linkVersion(dir string, im Image) error {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("library: link %s: %w", f.Path, err)
 		}
+		changed = true
+	}
+	if !changed {
+		return nil
 	}
 	return fsutil.SyncDir(vdir)
 }
