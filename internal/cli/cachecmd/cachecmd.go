@@ -315,7 +315,7 @@ func cacheSteps(ctx context.Context, env cli.Env, c *ucli.Context, rc runConfig,
 	if d := c.String("export-dir"); d != "" && !c.Bool("dry-run") {
 		if abs, err := filepath.Abs(d); err != nil || within(ch.Dir, abs) || within(abs, ch.Dir) {
 			return cli.Usagef("--export-dir %s overlaps the cache directory %s", d, ch.Dir)
-		} else if expErr = exportTree(ctx, abs, st, ch, log); expErr != nil {
+		} else if expErr = exportTree(ctx, abs, st, ch, env.Now(), c.Duration("grace"), log); expErr != nil {
 			log.Error("export not updated completely", "err", expErr)
 		}
 	}

@@ -2,6 +2,7 @@ package cachecmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/clr-suite/clr/internal/cache"
 	"github.com/clr-suite/clr/internal/fsutil"
@@ -29,9 +31,11 @@ import (
 //
 // Order (research seeds-systems 3.3): image files first (each replaced by
 // an atomic rename, never written in place), then the signed lists, then
-// files no list names any more are removed. Only images whose served
+// files no list names any more are removed once they have been unnamed for
+// --grace (a downstream site may still be fetching what the previous list
+// named). Only images whose served
 // version is the one their latest list names are exported.
-func exportTree(ctx context.Context, dir string, st *store.Store, ch *cache.Cache, log *slog.Logger) error {
+func exportTree(ctx context.Context, dir string, st *store.Store, ch *cache.Cache, now time.Time, grace time.Duration, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -103,7 +107,7 @@ func exportTree(ctx context.Context, dir string, st *store.Store, ch *cache.Cach
 			return fmt.Errorf("export %s: %w", p, err)
 		}
 	}
-	removed, err := removeUnwanted(dir, want)
+	removed, err := removeUnwanted(dir, want, filepath.Join(ch.Dir, ".clr", "export-retired.json"), now, grace)
 	if err != nil {
 		return err
 	}
@@ -175,8 +179,13 @@ func mkdirNoSymlink(dir string) error {
 }
 
 // removeUnwanted deletes files under dir that are not in want (relative
-// slash paths) and empty folders.
-func removeUnwanted(dir string, want map[string]bool) (int, error) {
+// slash paths) once they have been unwanted for grace (readers of the
+// previous list), and empty folders. stateFile remembers since when.
+func removeUnwanted(dir string, want map[string]bool, stateFile string, now time.Time, grace time.Duration) (int, error) {
+	since := map[string]time.Time{}
+	if b, err := os.ReadFile(stateFile); err == nil {
+		_ = json.Unmarshal(b, &since)
+	}
 	var files, dirs []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -191,8 +200,18 @@ func removeUnwanted(dir string, want map[string]bool) (int, error) {
 			dirs = append(dirs, p)
 			return nil
 		}
-		if !want[rel] {
+		if want[rel] {
+			delete(since, rel)
+			return nil
+		}
+		t, ok := since[rel]
+		if !ok {
+			since[rel] = now
+			return nil
+		}
+		if now.Sub(t) >= grace {
 			files = append(files, p)
+			delete(since, rel)
 		}
 		return nil
 	})
@@ -202,6 +221,11 @@ func removeUnwanted(dir string, want map[string]bool) (int, error) {
 	for _, f := range files {
 		if err := os.Remove(f); err != nil {
 			return 0, err
+		}
+	}
+	if b, err := json.Marshal(since); err == nil {
+		if err := fsutil.WriteAtomic(stateFile, b, 0o644); err != nil {
+			return len(files), err
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
