@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -628,14 +629,17 @@ func cmdSlowWrite(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	seed, err := strconv.ParseInt(args[4], 10, 64)
 	ts.Check(err)
+	// the data is made before the file exists: under -race, generating
+	// 64 MiB takes seconds, which would look like a pause in the upload
+	r := mrand.New(mrand.NewSource(seed))
+	buf := make([]byte, chunk)
+	r.Read(buf)
 	f, err := os.Create(ts.MkAbs(args[0]))
 	ts.Check(err)
 	defer f.Close()
-	r := mrand.New(mrand.NewSource(seed))
-	buf := make([]byte, chunk)
-	for done := int64(0); done < size; {
+	for i, done := int64(0), int64(0); done < size; i++ {
 		n := min(chunk, size-done)
-		r.Read(buf[:n])
+		binary.LittleEndian.PutUint64(buf, uint64(i)^uint64(seed)) // each chunk differs
 		_, err := f.Write(buf[:n])
 		ts.Check(err)
 		done += n
