@@ -77,7 +77,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestSlowCopySettles(t *testing.T) {
 	dir := t.TempDir()
 	r := &recorder{dir: dir}
-	w := &Watcher{Root: dir, Settle: 300 * time.Millisecond}
+	w := &Watcher{Root: dir, Settle: 700 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx, r.job(0)) }()
