@@ -4,6 +4,7 @@
 package fsutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,19 @@ func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 		_, err := w.Write(data)
 		return err
 	})
+}
+
+// WriteAtomicIfChanged is WriteAtomic unless path already holds exactly
+// data (then nothing is written: no new inode, no fsync). It reports
+// whether it wrote. Meant for small files such as manifests.
+func WriteAtomicIfChanged(path string, data []byte, perm os.FileMode) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return false, nil
+	}
+	if err := WriteAtomic(path, data, perm); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // WriteAtomicFunc is WriteAtomic with the content produced by fill.

@@ -73,3 +73,24 @@ func TestReadFileCapped(t *testing.T) {
 		})
 	}
 }
+
+func TestWriteAtomicIfChanged(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f.json")
+	for i, tc := range []struct {
+		data  string
+		wrote bool
+	}{{"a", true}, {"a", false}, {"b", true}} {
+		before, _ := os.Stat(p)
+		wrote, err := WriteAtomicIfChanged(p, []byte(tc.data), 0o644)
+		if err != nil || wrote != tc.wrote {
+			t.Fatalf("step %d: wrote %v, %v; want %v", i, wrote, err, tc.wrote)
+		}
+		after, _ := os.Stat(p)
+		if !tc.wrote && !os.SameFile(before, after) {
+			t.Fatalf("step %d: an unchanged file was replaced", i)
+		}
+		if b, _ := os.ReadFile(p); string(b) != tc.data {
+			t.Fatalf("step %d: content %q", i, b)
+		}
+	}
+}

@@ -683,10 +683,8 @@ func prune(dir string, current map[string]string, now time.Time, grace time.Dura
 	if err != nil {
 		return pruned, err
 	}
-	if old, _ := os.ReadFile(filepath.Join(dir, retiredFile)); string(old) != string(b) {
-		if err := fsutil.WriteAtomic(filepath.Join(dir, retiredFile), b, 0o644); err != nil {
-			return pruned, fmt.Errorf("library: %w", err)
-		}
+	if _, err := fsutil.WriteAtomicIfChanged(filepath.Join(dir, retiredFile), b, 0o644); err != nil {
+		return pruned, fmt.Errorf("library: %w", err)
 	}
 	return pruned, nil
 }

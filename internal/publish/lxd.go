@@ -365,16 +365,14 @@ func WriteSimpleStreams(dir string, c simplestreams.Catalog) (bool, error) {
 	wrote := false
 	for _, p := range simplestreams.WriteOrder(paths) {
 		dst := filepath.Join(dir, filepath.FromSlash(p))
-		if old, err := os.ReadFile(dst); err == nil && string(old) == string(files[p]) {
-			continue
-		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return wrote, err
 		}
-		if err := fsutil.WriteAtomic(dst, files[p], 0o644); err != nil {
+		w, err := fsutil.WriteAtomicIfChanged(dst, files[p], 0o644)
+		if err != nil {
 			return wrote, fmt.Errorf("write %s: %w", p, err)
 		}
-		wrote = true
+		wrote = wrote || w
 	}
 	return wrote, nil
 }

@@ -97,13 +97,10 @@ func exportTree(ctx context.Context, dir string, st *store.Store, ch *cache.Cach
 		}
 		want[p] = true
 		dst := filepath.Join(dir, filepath.FromSlash(p))
-		if old, err := os.ReadFile(dst); err == nil && string(old) == string(l.Raw) {
-			continue
-		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := fsutil.WriteAtomic(dst, l.Raw, 0o644); err != nil {
+		if _, err := fsutil.WriteAtomicIfChanged(dst, l.Raw, 0o644); err != nil {
 			return fmt.Errorf("export %s: %w", p, err)
 		}
 	}
@@ -224,7 +221,7 @@ func removeUnwanted(dir string, want map[string]bool, stateFile string, now time
 		}
 	}
 	if b, err := json.Marshal(since); err == nil {
-		if err := fsutil.WriteAtomic(stateFile, b, 0o644); err != nil {
+		if _, err := fsutil.WriteAtomicIfChanged(stateFile, b, 0o644); err != nil {
 			return len(files), err
 		}
 	}
