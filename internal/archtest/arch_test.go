@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"internal/subscriber": {"internal/imagelist", "internal/smime", "internal/trust", "internal/store", "internal/transport", "internal/hooks", "events", "internal/fsutil"},
 	"internal/transport":  {"internal/fsutil", "internal/trust"},
 	"internal/hooks":      {"events"},
-	"internal/manifest":   {},
+	"internal/manifest":   {"internal/manifest"},
 	"internal/library":    {"internal/store", "internal/manifest", "internal/fsutil"},
 	"internal/schedule":   {"github.com/robfig/cron/v3"},
 	"internal/crl":        {"internal/trust", "internal/fsutil"},

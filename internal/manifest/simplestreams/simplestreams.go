@@ -65,8 +65,6 @@
 package simplestreams
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -74,6 +72,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/clr-suite/clr/internal/manifest"
 )
 
 // Item file types (Item.FType).
@@ -350,11 +350,11 @@ func Render(c Catalog) (map[string][]byte, error) {
 			},
 		},
 	}
-	ib, err := encode(img)
+	ib, err := manifest.Encode(img)
 	if err != nil {
 		return nil, fmt.Errorf("simplestreams: encode images: %w", err)
 	}
-	xb, err := encode(idx)
+	xb, err := manifest.Encode(idx)
 	if err != nil {
 		return nil, fmt.Errorf("simplestreams: encode index: %w", err)
 	}
@@ -729,24 +729,5 @@ func WriteOrder(paths []string) []string {
 		}
 		return 0
 	}
-	out := append([]string(nil), paths...)
-	sort.SliceStable(out, func(i, j int) bool {
-		ri, rj := rank(out[i]), rank(out[j])
-		if ri != rj {
-			return ri < rj
-		}
-		return out[i] < out[j]
-	})
-	return out
-}
-
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return manifest.Order(paths, rank)
 }

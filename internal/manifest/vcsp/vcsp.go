@@ -26,7 +26,6 @@
 package vcsp
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +35,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clr-suite/clr/internal/manifest"
 )
 
 // Item types understood by vCenter.
@@ -246,18 +247,18 @@ func Render(lib Library) (map[string][]byte, error) {
 	}
 
 	for i, ij := range rendered {
-		b, err := encode(ij)
+		b, err := manifest.Encode(ij)
 		if err != nil {
 			return nil, err
 		}
 		out[items[i].Folder+"/"+ItemFile] = b
 	}
-	b, err := encode(itemsJSON{Items: rendered})
+	b, err := manifest.Encode(itemsJSON{Items: rendered})
 	if err != nil {
 		return nil, err
 	}
 	out[ItemsFile] = b
-	b, err = encode(libJSON{
+	b, err = manifest.Encode(libJSON{
 		VcspVersion:    "2",
 		Version:        strconv.FormatInt(lib.Version, 10),
 		ContentVersion: "1",
@@ -398,15 +399,7 @@ func WriteOrder(paths []string) []string {
 		}
 		return 0
 	}
-	out := append([]string(nil), paths...)
-	sort.SliceStable(out, func(i, j int) bool {
-		ri, rj := rank(out[i]), rank(out[j])
-		if ri != rj {
-			return ri < rj
-		}
-		return out[i] < out[j]
-	})
-	return out
+	return manifest.Order(paths, rank)
 }
 
 // EscapePath percent-encodes every segment of a slash-separated relative
@@ -508,15 +501,4 @@ func truncateName(name string) string {
 		ext = nil
 	}
 	return string(r[:MaxNameLen-len(ext)]) + string(ext)
-}
-
-func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
