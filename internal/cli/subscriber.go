@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/subscriber"
+	"github.com/clr-suite/clr/internal/trust"
 )
 
 // Output formats of the subscriber commands (vmcatcher's -f/--format).
@@ -158,4 +160,19 @@ func Lines(env Env, rows [][]string) error {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// HTTPSRoots is the pool HTTPS servers are verified against: the system
+// roots plus the CAs of the trust store (nil: system roots only).
+func HTTPSRoots(ts *trust.Store) *x509.CertPool {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if ts != nil {
+		for _, ca := range ts.CAs() {
+			roots.AddCert(ca.Cert)
+		}
+	}
+	return roots
 }

@@ -4,7 +4,6 @@ package subscribecmd
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -335,13 +334,7 @@ func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log 
 	for _, p := range ts.Problems() {
 		log.Debug("CA directory", "problem", p)
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	for _, ca := range ts.CAs() {
-		roots.AddCert(ca.Cert)
-	}
+	roots := cli.HTTPSRoots(ts)
 	wf := &subscriber.Workflow{
 		Store: st, Trust: ts, Policy: pol, RootCAs: roots, Timeout: c.Duration("timeout"),
 		Getenv: env.Getenv, Logger: log, Session: cli.SessionID(),

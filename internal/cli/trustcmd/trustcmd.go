@@ -5,7 +5,6 @@ package trustcmd
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/clr-suite/clr/internal/cli"
+	"github.com/clr-suite/clr/internal/cli/subscribecmd"
 	"github.com/clr-suite/clr/internal/crl"
 	"github.com/clr-suite/clr/internal/subscriber"
 	"github.com/clr-suite/clr/internal/transport"
@@ -24,7 +24,7 @@ import (
 )
 
 // DefaultCertDir is vmcatcher's (and fetch-crl's) CA directory.
-const DefaultCertDir = "/etc/grid-security/certificates"
+const DefaultCertDir = subscribecmd.DefaultCertDir
 
 // Exit codes of clr-trust beyond the suite's (docs/exit-codes.md).
 const (
@@ -94,15 +94,8 @@ Cron (site): 50 */6 * * * root (clr-trust refresh -q; clr-subscribe -U; clr-cach
 }
 
 func fetcher(dir string) crl.FetchFunc {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if st, err := trust.Load(dir); err == nil {
-		for _, ca := range st.CAs() {
-			roots.AddCert(ca.Cert)
-		}
-	}
+	st, _ := trust.Load(dir) // an unreadable directory: system roots only (Refresh reports it)
+	roots := cli.HTTPSRoots(st)
 	return func(ctx context.Context, url string, max int64) ([]byte, error) {
 		resp, err := transport.FetchList(ctx, transport.ListRequest{URL: url, MaxSize: max, RootCAs: roots, UserAgent: "clr-trust"})
 		if err != nil {
