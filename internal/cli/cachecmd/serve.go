@@ -392,12 +392,23 @@ var (
 	subExpires     = prometheus.NewDesc("clr_subscription_list_expires_timestamp_seconds", "expiry of the latest accepted list", []string{"subscription", "url"}, nil)
 )
 
-func (d *dbCollector) Describe(ch chan<- *prometheus.Desc) {
-	for k, h := range counterHelp {
-		ch <- prometheus.NewDesc("clr_"+k, h, nil, nil)
+// counterDescs and gaugeDescs: one Desc per stored counter, made once.
+var counterDescs, gaugeDescs = descs(counterHelp), descs(gaugeHelp)
+
+func descs(help map[string]string) map[string]*prometheus.Desc {
+	out := make(map[string]*prometheus.Desc, len(help))
+	for k, h := range help {
+		out[k] = prometheus.NewDesc("clr_"+k, h, nil, nil)
 	}
-	for k, h := range gaugeHelp {
-		ch <- prometheus.NewDesc("clr_"+k, h, nil, nil)
+	return out
+}
+
+func (d *dbCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, dsc := range counterDescs {
+		ch <- dsc
+	}
+	for _, dsc := range gaugeDescs {
+		ch <- dsc
 	}
 	for _, dsc := range []*prometheus.Desc{subLastAttempt, subLastResult, subUp, subAccepted, subExpires} {
 		ch <- dsc
@@ -412,11 +423,11 @@ func (d *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		d.log.Error("metrics", "err", err)
 		return
 	}
-	for k, h := range counterHelp {
-		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("clr_"+k, h, nil, nil), prometheus.CounterValue, float64(cs[k]))
+	for k, dsc := range counterDescs {
+		ch <- prometheus.MustNewConstMetric(dsc, prometheus.CounterValue, float64(cs[k]))
 	}
-	for k, h := range gaugeHelp {
-		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("clr_"+k, h, nil, nil), prometheus.GaugeValue, float64(cs[k]))
+	for k, dsc := range gaugeDescs {
+		ch <- prometheus.MustNewConstMetric(dsc, prometheus.GaugeValue, float64(cs[k]))
 	}
 	subs, err := d.st.ListSubscriptions(ctx)
 	if err != nil {
