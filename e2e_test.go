@@ -47,6 +47,7 @@ import (
 	"github.com/clr-suite/clr/internal/server"
 	"github.com/clr-suite/clr/internal/sscheck"
 	"github.com/clr-suite/clr/internal/testpki"
+	"github.com/clr-suite/clr/internal/testsshd"
 	"github.com/clr-suite/clr/internal/vcspcheck"
 )
 
@@ -111,6 +112,7 @@ func TestScript(t *testing.T) {
 			"httpget":    cmdHTTPGet,
 			"mkcrl":      cmdMkCRL,
 			"slowwrite":  cmdSlowWrite,
+			"opensshd":   cmdOpenSSHD,
 		},
 	})
 }
@@ -242,6 +244,38 @@ func cmdSSHKey(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + args[1] + "\n"
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".pub"), []byte(line), 0o644))
+}
+
+// opensshd DIR KEY runs a real OpenSSH sshd on 127.0.0.1 for the rest of
+// the script whose only login is the key KEY (made with sshkey), forced
+// into rrsync DIR (read-write, like a mirror's authorized_keys line).
+// It sets $SSHD_PORT and $SSHD_USER and writes $WORK/sshd_known_hosts.
+func cmdOpenSSHD(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: opensshd DIR KEY")
+	}
+	for _, tool := range []string{"sshd", "rrsync"} {
+		if ok, err := condition("have:" + tool); err != nil || !ok {
+			ts.Fatalf("opensshd: %s not available (%v); apt-get install openssh-server rsync python3", tool, err)
+		}
+	}
+	rrsync, err := exec.LookPath("rrsync")
+	ts.Check(err)
+	dir := ts.MkAbs(args[0])
+	ts.Check(os.MkdirAll(dir, 0o755))
+	pub := strings.TrimSpace(ts.ReadFile(args[1] + ".pub"))
+	work := ts.MkAbs(".sshd")
+	ts.Check(os.MkdirAll(work, 0o700))
+	srv, stop, err := testsshd.StartProcess(work, testsshd.Options{AuthorizedKeys: []string{
+		fmt.Sprintf(`command="%s %s",restrict %s`, rrsync, dir, pub),
+	}})
+	ts.Check(err)
+	ts.Defer(func() { _ = stop() })
+	kh, err := os.ReadFile(srv.KnownHosts)
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs("sshd_known_hosts"), kh, 0o644))
+	ts.Setenv("SSHD_PORT", strconv.Itoa(srv.Port))
+	ts.Setenv("SSHD_USER", srv.User)
 }
 
 // freeport VAR sets VAR to a TCP port free on 127.0.0.1.
@@ -496,11 +530,13 @@ func pseudoRandom(buf []byte, n int64, seed uint64) []byte {
 	return buf
 }
 
-// httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head] URL OUT
-// makes one request (GET, or HEAD with -head) and writes the body to OUT
-// and "status N" plus the interesting response headers (lower-case) to
-// OUT.head, for grep and cmp. It never follows a redirect with
-// -noredirect. Only loopback URLs.
+// httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head]
+// [-until REGEXP] URL OUT makes one request (GET, or HEAD with -head) and
+// writes the body to OUT and "status N" plus the interesting response
+// headers (lower-case) to OUT.head, for grep and cmp. It never follows a
+// redirect with -noredirect. With -until it repeats the request (at most
+// 100 times, 100 ms apart) until the body matches REGEXP, and fails if it
+// never does. Only loopback URLs.
 func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("httpget", flag.ContinueOnError)
 	user := fs.String("u", "", "user:password")
@@ -508,8 +544,15 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	ca := fs.String("ca", "", "trusted CA PEM file")
 	noRedirect := fs.Bool("noredirect", false, "do not follow redirects")
 	head := fs.Bool("head", false, "HEAD instead of GET")
+	until := fs.String("until", "", "repeat until the body matches this regexp")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 2 || neg {
-		ts.Fatalf("usage: httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head] URL OUT")
+		ts.Fatalf("usage: httpget [-u USER:PASS] [-range SPEC] [-ca FILE] [-noredirect] [-head] [-until REGEXP] URL OUT")
+	}
+	var want *regexp.Regexp
+	if *until != "" {
+		var err error
+		want, err = regexp.Compile(*until)
+		ts.Check(err)
 	}
 	u, err := url.Parse(fs.Arg(0))
 	ts.Check(err)
@@ -541,11 +584,22 @@ func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
 	if *rng != "" {
 		req.Header.Set("Range", *rng)
 	}
-	resp, err := client.Do(req)
-	ts.Check(err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	ts.Check(err)
+	var resp *http.Response
+	var body []byte
+	for try := 1; ; try++ {
+		resp, err = client.Do(req)
+		ts.Check(err)
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ts.Check(err)
+		if want == nil || want.Match(body) {
+			break
+		}
+		if try == 100 {
+			ts.Fatalf("httpget: %s never matched %q; last body:\n%s", u, *until, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var h strings.Builder
 	fmt.Fprintf(&h, "status %d\n", resp.StatusCode)
 	for _, k := range []string{"Content-Type", "Content-Length", "Content-Range", "Location", "Www-Authenticate", "Accept-Ranges"} {
