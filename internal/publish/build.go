@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -25,6 +26,12 @@ type ListMeta struct {
 	URI         string // the list's own URL (hv:uri)
 	BaseURI     string // prefix of every image hv:uri; must end in "/"
 	ExpiresIn   time.Duration
+	// Versioned gives every image version its own hv:uri in a release
+	// tree (see TreeDir): BASE/<image identifier>/<digest32>/ for a
+	// folder image, plus the file name for a single file. Such a path
+	// never changes content, so mirrors can copy new versions without
+	// overwriting anything a reader may be fetching.
+	Versioned bool
 }
 
 // DefaultExpiry is the validity window of a new list.
@@ -105,8 +112,12 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 			return nil, ch, err
 		}
 		idx, had := byURI[uri]
-		if !had {
-			idx, had = byID[id]
+		if !had || meta.Versioned {
+			// Versioned URIs change with every version: the
+			// identifier is what continues an image.
+			if i, ok := byID[id]; ok {
+				idx, had = i, true
+			}
 		}
 		if had && matched[idx] {
 			had = false // two entries cannot both continue one image
@@ -127,6 +138,12 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 			}
 		}
 		img.URI = uri
+		if meta.Versioned {
+			img.URI = meta.BaseURI + TreeDir(img.Identifier, e.SHA512) + "/"
+			if e.Kind == SingleFile {
+				img.URI += url.PathEscape(path.Base(e.Path))
+			}
+		}
 		img.Format = e.Format
 		img.Size = e.Size
 		img.SHA512 = e.SHA512
