@@ -39,6 +39,8 @@ var allowed = map[string][]string{
 	"internal/server":     {"internal/fsutil", "golang.org/x/crypto/ssh", "golang.org/x/sys/unix"},
 	"internal/store":      {"gorm.io/gorm", "gorm.io/driver/sqlite"},
 	"internal/testpki":    {},
+	"internal/testsshd":   {"golang.org/x/crypto/ssh"},
+	"internal/push":       {"internal/publish", "internal/transport", "internal/fsutil"},
 	"internal/archtest":   {},
 	"internal/cli":        {"internal/", "events", "github.com/urfave/cli/v2", "golang.org/x/term", "golang.org/x/crypto/ssh", "github.com/prometheus/client_golang"},
 	"cmd/":                {"internal/cli"},

@@ -212,6 +212,12 @@ func seconds(d time.Duration) int64 {
 }
 
 // sshCommand is rsync's -e value.
+// SSHCommand is the ssh command line (rsync -e) for o and port ("" for
+// ssh's default): no user or system ssh_config, batch mode, keep-alives,
+// strict host key checking against o.KnownHosts. Other rsync callers
+// (clr-publish push) use it so every ssh connection is made the same way.
+func SSHCommand(o SSHOptions, port string) string { return sshCommand(o, port) }
+
 func sshCommand(o SSHOptions, port string) string {
 	cmd := o.Command
 	if cmd == "" {

@@ -1,0 +1,382 @@
+// Package push replicates a publisher's release tree to downstream
+// mirrors with rsync, in the order that never shows a reader a list that
+// names a missing file (research/seeds-systems.md 3.3, rsync-repos'
+// three passes):
+//
+//  1. new version folders, additively (--ignore-existing: nothing the
+//     mirror has is overwritten, nothing is deleted);
+//  2. the pointers (imagelist.smime, imagelist.json, streams/v1/*.json)
+//     together (--delay-updates renames them at the end);
+//  3. deletion of the version folders the tree no longer has, except
+//     those a list pushed to this mirror named less than Grace ago (a
+//     reader may have that list and be downloading).
+//
+// A failed pass stops the push: the mirror keeps its previous pointers.
+// The tree's .clr/mirrors/<name>.json remembers, per mirror, which lists
+// it was given and when.
+package push
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clr-suite/clr/internal/fsutil"
+	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/transport"
+)
+
+// ErrMirror wraps every failed rsync pass.
+var ErrMirror = errors.New("mirror not updated")
+
+// Mirror is one downstream copy of the tree.
+type Mirror struct {
+	// Name identifies the mirror in logs and in its state file.
+	Name string
+	// URL is ssh://[user@]host[:port]/path (rsync over OpenSSH; with
+	// rrsync on the mirror the path is relative to its folder) or a local
+	// folder (/path or file:///path), e.g. an NFS mount.
+	URL string
+	// SSH configures the ssh client for ssh:// mirrors.
+	SSH transport.SSHOptions
+
+	dest, port string
+}
+
+var nameRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// ParseMirror checks spec (see Mirror.URL) and names the mirror after its
+// host, port and path.
+func ParseMirror(spec string) (Mirror, error) {
+	m := Mirror{URL: spec}
+	switch {
+	case strings.HasPrefix(spec, "ssh://"):
+		u, err := url.Parse(spec)
+		if err != nil {
+			return m, fmt.Errorf("mirror %q: %w", spec, err)
+		}
+		if u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
+			return m, fmt.Errorf("mirror %q: want ssh://[user@]host[:port]/path", spec)
+		}
+		if _, has := u.User.Password(); has {
+			return m, fmt.Errorf("mirror %q: no password in the URL (use a key)", spec)
+		}
+		p := u.Path
+		if p == "" {
+			p = "/"
+		}
+		if strings.ContainsAny(p, " \t\n'\"\\") {
+			return m, fmt.Errorf("mirror %q: the path must not contain spaces or quotes", spec)
+		}
+		host := u.Hostname()
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		if u.User != nil {
+			host = u.User.Username() + "@" + host
+		}
+		m.dest = host + ":" + strings.TrimSuffix(p, "/") + "/"
+		m.port = u.Port()
+		m.Name = nameRE.ReplaceAllString(u.Host+p, "_")
+	case strings.HasPrefix(spec, "file://"), strings.HasPrefix(spec, "/"):
+		p := strings.TrimPrefix(spec, "file://")
+		if !strings.HasPrefix(p, "/") {
+			return m, fmt.Errorf("mirror %q: want an absolute path", spec)
+		}
+		m.dest = filepath.Clean(p) + "/"
+		m.Name = nameRE.ReplaceAllString("local"+filepath.Clean(p), "_")
+	default:
+		return m, fmt.Errorf("mirror %q: want ssh://[user@]host[:port]/path or an absolute path", spec)
+	}
+	m.Name = strings.Trim(m.Name, "_")
+	return m, nil
+}
+
+// Options of a push.
+type Options struct {
+	Tree    string        // the release tree (clr-publish --tree)
+	Grace   time.Duration // how long a folder a superseded list named stays on the mirror
+	Now     time.Time     // the run's reference time
+	DryRun  bool          // rsync -n: report what each pass would do
+	Rsync   string        // rsync binary ("" = rsync from PATH)
+	BWLimit string        // rsync --bwlimit value ("" = none)
+	Timeout time.Duration // rsync --timeout (0 = 300 s)
+	Logger  *slog.Logger
+}
+
+// Report says what a push did (or, with DryRun, would do).
+type Report struct {
+	Mirror    string
+	Sent      []string // files sent by passes 1 and 2
+	Deleted   []string // paths deleted by pass 3
+	Protected []string // retired folders kept for readers of a superseded list
+	Pointers  bool     // the mirror now has the live list
+}
+
+// pushed is one list a mirror was given.
+type pushed struct {
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+	Dirs    []string  `json:"dirs"`
+}
+
+type mirrorState struct {
+	URL    string   `json:"url"`
+	Pushed []pushed `json:"pushed"` // oldest first; the last is the mirror's live list
+}
+
+func statePath(tree, name string) string {
+	return filepath.Join(tree, publish.StateDir, "mirrors", name+".json")
+}
+
+func loadState(tree, name string) (*mirrorState, error) {
+	st := &mirrorState{}
+	data, err := os.ReadFile(statePath(tree, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, st); err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(tree, name), err)
+	}
+	return st, nil
+}
+
+func (st *mirrorState) save(tree, name string) error {
+	if err := os.MkdirAll(filepath.Dir(statePath(tree, name)), 0o755); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fsutil.WriteAtomicIfChanged(statePath(tree, name), append(data, '\n'), 0o644)
+	return err
+}
+
+// protected returns the folders of lists superseded on the mirror less
+// than grace ago, and drops the records of older ones.
+func (st *mirrorState) protected(now time.Time, grace time.Duration) []string {
+	set := map[string]bool{}
+	keep := st.Pushed[:0:0]
+	for i, p := range st.Pushed {
+		if i == len(st.Pushed)-1 {
+			keep = append(keep, p)
+			break
+		}
+		if superseded := st.Pushed[i+1].At; now.Sub(superseded) < grace {
+			keep = append(keep, p)
+			for _, d := range p.Dirs {
+				set[d] = true
+			}
+		}
+	}
+	st.Pushed = keep
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Push brings one mirror up to the tree's live list. The caller holds the
+// tree's lock (publish.LockTree).
+func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
+	rep := Report{Mirror: m.Name}
+	if m.dest == "" {
+		pm, err := ParseMirror(m.URL)
+		if err != nil {
+			return rep, err
+		}
+		pm.SSH = m.SSH
+		if m.Name != "" {
+			pm.Name = m.Name
+		}
+		m = pm
+		rep.Mirror = m.Name
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tree, err := publish.LoadTreeState(o.Tree)
+	if err != nil {
+		return rep, err
+	}
+	if tree.Base == "" || len(tree.Versions) == 0 {
+		return rep, fmt.Errorf("%s is not a release tree with a published list (clr-publish publish --tree)", o.Tree)
+	}
+	for _, f := range []string{"imagelist.smime", "imagelist.json"} {
+		if _, err := os.Stat(filepath.Join(o.Tree, f)); err != nil {
+			return rep, fmt.Errorf("release tree: %w", err)
+		}
+	}
+	for _, d := range tree.Live {
+		if fi, err := os.Stat(filepath.Join(o.Tree, filepath.FromSlash(d))); err != nil || !fi.IsDir() {
+			return rep, fmt.Errorf("release tree: the live list names %s, which is missing", d)
+		}
+	}
+	st, err := loadState(o.Tree, m.Name)
+	if err != nil {
+		return rep, err
+	}
+	st.URL = m.URL
+	src := filepath.Clean(o.Tree) + "/"
+
+	// Pass 1: every version folder of the tree the mirror lacks.
+	var rules strings.Builder
+	dirs := make([]string, 0, len(tree.Versions))
+	for d := range tree.Versions {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		img := strings.SplitN(d, "/", 2)[0]
+		if !seen[img] {
+			seen[img] = true
+			fmt.Fprintf(&rules, "+ /%s/\n", img)
+		}
+		fmt.Fprintf(&rules, "+ /%s/***\n", d)
+	}
+	rules.WriteString("- *\n")
+	sent, _, err := m.rsync(ctx, o, "objects", rules.String(), []string{"--ignore-existing"}, src)
+	rep.Sent = append(rep.Sent, sent...)
+	if err != nil {
+		return rep, err
+	}
+
+	// Pass 2: the pointers, renamed together at the end of the transfer.
+	pointers := "+ /imagelist.smime\n+ /imagelist.json\n+ /streams/\n+ /streams/v1/\n+ /streams/v1/images.json\n+ /streams/v1/index.json\n- *\n"
+	sent, _, err = m.rsync(ctx, o, "pointers", pointers, []string{"--delay-updates"}, src)
+	rep.Sent = append(rep.Sent, sent...)
+	if err != nil {
+		return rep, err
+	}
+	if !o.DryRun {
+		rep.Pointers = true
+		if n := len(st.Pushed); n == 0 || st.Pushed[n-1].Version != tree.List || !equal(st.Pushed[n-1].Dirs, tree.Live) {
+			st.Pushed = append(st.Pushed, pushed{Version: tree.List, At: o.Now.UTC(), Dirs: tree.Live})
+		}
+		if err := st.save(o.Tree, m.Name); err != nil {
+			return rep, fmt.Errorf("mirror state: %w", err)
+		}
+	}
+
+	// Pass 3: what the tree no longer has, except what a list this
+	// mirror served within the grace period names.
+	for _, d := range st.protected(o.Now, o.Grace) {
+		if !slices.Contains(tree.Live, d) { // live folders are in the tree anyway
+			rep.Protected = append(rep.Protected, d)
+		}
+	}
+	rules.Reset()
+	for _, d := range rep.Protected {
+		fmt.Fprintf(&rules, "P /%s/\n", d)
+	}
+	rules.WriteString("- /.*\n")
+	_, deleted, err := m.rsync(ctx, o, "delete", rules.String(), []string{"--delete", "--existing", "--ignore-existing"}, src)
+	rep.Deleted = deleted
+	if err != nil {
+		return rep, err
+	}
+	if !o.DryRun {
+		if err := st.save(o.Tree, m.Name); err != nil {
+			return rep, fmt.Errorf("mirror state: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// rsync runs one pass with the filter rules given (read from stdin) and
+// returns the files it sent and the paths it deleted.
+func (m Mirror) rsync(ctx context.Context, o Options, pass, rules string, extra []string, src string) (sent, deleted []string, err error) {
+	bin := o.Rsync
+	if bin == "" {
+		bin = "rsync"
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = 300 * time.Second
+	}
+	args := []string{"--recursive", "--times", "--itemize-changes", "--out-format=%i %n",
+		"--timeout=" + strconv.FormatInt(int64((timeout+time.Second-1)/time.Second), 10),
+		"--filter=merge -"}
+	args = append(args, extra...)
+	if o.DryRun {
+		args = append(args, "--dry-run")
+	}
+	if o.BWLimit != "" {
+		args = append(args, "--bwlimit="+o.BWLimit)
+	}
+	if strings.Contains(m.dest, ":") && !strings.HasPrefix(m.dest, "/") {
+		args = append(args, "-e", transport.SSHCommand(m.SSH, m.port))
+	}
+	args = append(args, "--", src, m.dest)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(rules)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	runErr := cmd.Run()
+	sc := bufio.NewScanner(&stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		code, name, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		switch {
+		case strings.HasPrefix(code, "*deleting"):
+			deleted = append(deleted, name)
+		case len(code) == 11 && (code[0] == '<' || code[0] == '>') && code[1] == 'f':
+			sent = append(sent, name)
+		}
+	}
+	if o.Logger != nil {
+		o.Logger.Debug("rsync pass", "mirror", m.Name, "pass", pass, "sent", len(sent), "deleted", len(deleted),
+			"duration", time.Since(start).Round(time.Millisecond), "dry_run", o.DryRun)
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return sent, deleted, ctx.Err()
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+			msg = msg[i+1:]
+		}
+		return sent, deleted, fmt.Errorf("%s: pass %s: rsync: %v: %s: %w", m.Name, pass, runErr, msg, ErrMirror)
+	}
+	return sent, deleted, nil
+}
