@@ -1,9 +1,9 @@
 # clr — see README.md. Every target works on a fresh Debian machine with Go.
 GO      ?= go
 BIN     := bin
-# System tools: Debian package:command.
+# System tools: Debian package:command (python3 runs rsync's rrsync, the mirrors' restriction in the push tests).
 TOOLS_DEMO := openssl:openssl rsync:rsync openssh-client:ssh
-TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd qemu-utils:qemu-img
+TOOLS_TEST := $(TOOLS_DEMO) openssh-server:sshd qemu-utils:qemu-img python3:/usr/bin/python3
 # Go-built test tools (govc, vcsim, pebble) go to .tools/bin, first on PATH.
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 

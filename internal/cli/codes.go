@@ -6,6 +6,7 @@ import (
 	"github.com/clr-suite/clr/internal/fsutil"
 	"github.com/clr-suite/clr/internal/imagelist"
 	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/push"
 	"github.com/clr-suite/clr/internal/smime"
 	"github.com/clr-suite/clr/internal/store"
 	"github.com/clr-suite/clr/internal/subscriber"
@@ -26,6 +27,9 @@ const (
 	ExitRollback          = 17 // lower hv:version, older dc:date:created, or same-version replay
 	ExitLibrary           = 20 // the publisher's library folder cannot be read
 	ExitSigner            = 21 // signer certificate or key unusable
+	ExitMirror            = 22 // a mirror could not be updated (clr-publish push)
+	ExitChanged           = 23 // a library file changed after it was hashed (clr-publish --tree)
+	ExitTreeLocked        = 6  // another clr-publish holds the release tree (as clr-cache's lock)
 	ExitIdentifier        = 31 // the list's dc:identifier is not the subscription's
 	ExitNewImageRefused   = 32 // the list was accepted, but new images were refused (--imagelist-newimage-refuse)
 	ExitFuture            = 33 // list created in the future
@@ -87,6 +91,9 @@ func Classify(err error) (int, string) {
 		{store.ErrForeignSchema, ExitDatabase, ""},
 		{store.ErrInvalid, ExitUsage, ""},
 		{publish.ErrSigner, ExitSigner, ""},
+		{publish.ErrTreeLocked, ExitTreeLocked, "another clr-publish publish, prune or push is running on this tree"},
+		{publish.ErrChangedSinceHash, ExitChanged, "a file is still being written: publish again once the upload finished (or use clr-publish watch)"},
+		{push.ErrMirror, ExitMirror, "the mirror keeps its previous list; the next publish or push retries"},
 	} {
 		if errors.Is(err, r.target) {
 			return r.code, r.hint

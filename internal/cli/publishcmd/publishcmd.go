@@ -56,6 +56,8 @@ func newApp(env cli.Env) *ucli.App {
 			verifyCommand(env),
 			publishCommand(env),
 			watchCommand(env),
+			pruneCommand(env),
+			pushCommand(env),
 		},
 	}
 }
@@ -89,6 +91,7 @@ type buildResult struct {
 	Changes   publish.Changes
 	Stats     publish.Stats
 	BaseURI   string
+	Entries   []publish.Entry // the scan, in the list's image order
 }
 
 // build scans the library and makes the list, using prevFile (may not
@@ -109,6 +112,7 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 		URI:         c.String("uri"),
 		BaseURI:     c.String("base-uri"),
 		ExpiresIn:   expires,
+		Versioned:   c.String("tree") != "",
 	}
 	if !strings.HasSuffix(meta.BaseURI, "/") {
 		meta.BaseURI += "/"
@@ -176,7 +180,7 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 	for _, p := range changes.Removed {
 		log.Info("removed", "uri", p)
 	}
-	return &buildResult{ExpiresIn: expires, List: l, Changes: changes, Stats: stats, BaseURI: meta.BaseURI}, nil
+	return &buildResult{ExpiresIn: expires, List: l, Changes: changes, Stats: stats, BaseURI: meta.BaseURI, Entries: entries}, nil
 }
 
 // streams writes the simplestreams catalog when --simplestreams is set,
@@ -185,7 +189,11 @@ func streams(c *ucli.Context, r *buildResult, log *slog.Logger) error {
 	if !c.Bool("simplestreams") {
 		return nil
 	}
-	if err := writeStreams(c.String("library"), r.List, r.BaseURI, log); err != nil {
+	root := c.String("library")
+	if t := c.String("tree"); t != "" {
+		root = t // the catalog names the tree's version folders
+	}
+	if err := writeStreams(root, r.List, r.BaseURI, log); err != nil {
 		return fmt.Errorf("simplestreams: %w", err)
 	}
 	return nil
@@ -506,10 +514,10 @@ func publishCommand(env cli.Env) *ucli.Command {
 		Name:      "publish",
 		Usage:     "build and sign in one step: OUT-DIR/imagelist.json and OUT-DIR/imagelist.smime",
 		ArgsUsage: " ",
-		Flags: append(append(buildFlags(), signerFlags()...),
-			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime", Required: true},
+		Flags: append(append(append(buildFlags(), signerFlags()...),
+			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime (with --tree: the tree)"},
 			&ucli.StringFlag{Name: "renew-before", Value: "7d", Usage: "re-sign an unchanged list when it expires within `DURATION`"},
-		),
+		), publishTreeFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Usagef("publish takes no arguments")
@@ -530,12 +538,12 @@ A rebuild during which a file changed is not signed: it waits for the next quiet
 period, so a large file still being copied is never hashed and signed half
 written. Stops on SIGTERM/SIGINT.`,
 		ArgsUsage: " ",
-		Flags: append(append(buildFlags(), signerFlags()...),
-			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime", Required: true},
+		Flags: append(append(append(buildFlags(), signerFlags()...),
+			&ucli.StringFlag{Name: "out-dir", Aliases: []string{"o"}, Usage: "`DIR` for imagelist.json and imagelist.smime (with --tree: the tree)"},
 			&ucli.StringFlag{Name: "renew-before", Value: "7d", Usage: "re-sign an unchanged list when it expires within `DURATION`"},
 			&ucli.StringFlag{Name: "settle", Value: "30s", Usage: "publish only after the library was quiet this `DURATION` (longer than any pause of an upload)"},
 			&ucli.StringFlag{Name: "check-every", Value: "1h", Usage: "look for a due renewal this often (`DURATION`)"},
-		),
+		), publishTreeFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() > 0 {
 				return cli.Usagef("watch takes no arguments")
@@ -570,6 +578,9 @@ written. Stops on SIGTERM/SIGINT.`,
 // publishOnce builds and, when something changed or renewal is due, signs
 // and writes the list. stable (watch mode) is asked after hashing: when it
 // says changes arrived meanwhile, nothing is signed (watch.ErrRetry).
+// With --tree, new image versions are copied into the release tree before
+// the list that names them is written, then the tree is recorded, pruned
+// (--prune) and pushed to the mirrors, in that order.
 func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 	now := env.Now()
 	log := logger(env, c)
@@ -581,9 +592,23 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 	if err != nil {
 		return err
 	}
+	tc, err := treeFlags(c)
+	if err != nil {
+		return err
+	}
 	dir := c.String("out-dir")
+	if tc.dir != "" {
+		dir = tc.dir
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if tc.dir != "" {
+		unlock, err := publish.LockTree(tc.dir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	signer, err := publish.LoadSigner(c.String("cert"), c.String("key"), c.String("chain"))
 	if err != nil {
@@ -597,6 +622,38 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 	if stable != nil && !stable() {
 		return watch.ErrRetry // a file changed while it was hashed
 	}
+	if tc.dir != "" {
+		// Objects before the pointer: the list is written only once
+		// every version it names is complete in the tree.
+		made, err := publish.PlaceTree(c.Context, c.String("library"), tc.dir, r.Entries, r.List, r.BaseURI)
+		if errors.Is(err, publish.ErrChangedSinceHash) && stable != nil {
+			log.Warn("a file changed after it was hashed; waiting for the library to settle", "err", err)
+			return watch.ErrRetry
+		}
+		if err != nil {
+			return err
+		}
+		for _, d := range made {
+			log.Info("version placed in the release tree", "dir", d)
+		}
+	}
+	s, err := signIfDue(env, c, log, r, signer, digest, renew, jsonFile, signedFile, now)
+	if err != nil {
+		return err
+	}
+	if tc.dir != "" {
+		if err := afterPublish(env, c, log, tc, r, now); err != nil {
+			_ = printSummary(env, c, s)
+			return err
+		}
+	}
+	return printSummary(env, c, s)
+}
+
+// signIfDue signs and writes the list when it changed or renewal is due,
+// then the simplestreams catalog; it returns the summary to print.
+func signIfDue(env cli.Env, c *ucli.Context, log *slog.Logger, r *buildResult, signer publish.Signer, digest crypto.Hash,
+	renew time.Duration, jsonFile, signedFile string, now time.Time) (summary, error) {
 	s := newSummary(r, jsonFile)
 	s.Signed = signedFile
 	expires := r.ExpiresIn
@@ -611,10 +668,7 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 		same := signedMatches(signedFile, r.List)
 		due := r.List.Expires.Sub(now) < renew
 		if same && !due {
-			if err := streams(c, r, log); err != nil {
-				return err
-			}
-			return printSummary(env, c, s)
+			return s, streams(c, r, log)
 		}
 		extended := now.Add(expires)
 		if signer.Cert.NotAfter.Before(extended) {
@@ -625,7 +679,7 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 			// certificate ends first): don't churn versions.
 			log.Warn("list due for renewal but the signer certificate cannot extend it",
 				"expires", imagelist.FormatTime(r.List.Expires), "not_after", imagelist.FormatTime(signer.Cert.NotAfter))
-			return printSummary(env, c, s)
+			return s, nil
 		}
 		// Re-signing is still a new release: subscribers refuse
 		// new content under an old version (rule R5).
@@ -633,22 +687,19 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 	}
 	signed, content, err := publish.Sign(r.List, signer, publish.SignOptions{Now: now, ExpiresIn: expires, Digest: digest})
 	if err != nil {
-		return err
+		return s, err
 	}
 	// The signed list goes out first: imagelist.json is only the
 	// publisher's record of what was signed.
 	if err := writeFile(signedFile, signed); err != nil {
-		return err
+		return s, err
 	}
 	if err := writeFile(jsonFile, content); err != nil {
-		return err
+		return s, err
 	}
 	s.Written = true
 	s.Version, s.Expires = r.List.Version, imagelist.FormatTime(r.List.Expires)
-	if err := streams(c, r, log); err != nil {
-		return err
-	}
-	return printSummary(env, c, s)
+	return s, streams(c, r, log)
 }
 
 // writeStreams writes the simplestreams catalog of the list's LXD/Incus
