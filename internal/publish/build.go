@@ -139,6 +139,9 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 		}
 		img.URI = uri
 		if meta.Versioned {
+			if _, err := parseUUID(img.Identifier); err != nil {
+				return nil, ch, fmt.Errorf("image %s: identifier %q: a release tree names version folders by image UUID; publish this list without --tree, or give the image a UUID in the previous list", e.Path, img.Identifier)
+			}
 			img.URI = meta.BaseURI + TreeDir(img.Identifier, e.SHA512) + "/"
 			if e.Kind == SingleFile {
 				img.URI += url.PathEscape(path.Base(e.Path))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/clr-suite/clr/internal/fsutil"
 	"github.com/clr-suite/clr/internal/imagelist"
+	"github.com/clr-suite/clr/internal/smime"
 )
 
 // A release tree is the publisher's served folder when lists are built
@@ -118,6 +119,69 @@ func LiveDirs(l *imagelist.List, base string) map[string]bool {
 	return live
 }
 
+// DiskLive returns the version folders the pointers on disk name: the
+// signed content of DIR/imagelist.smime (not verified: it is this
+// publisher's own file), imagelist.json and streams/v1/images.json, each
+// under base. This, not the records, is what prune and push protect: the
+// records may lag behind the pointers after a crash.
+func DiskLive(tree, base string) (map[string]bool, error) {
+	live := map[string]bool{}
+	add := func(l *imagelist.List) {
+		for d := range LiveDirs(l, base) {
+			live[d] = true
+		}
+	}
+	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "imagelist.smime"), smime.MaxMessageSize); err == nil {
+		msg, err := smime.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.smime"), err)
+		}
+		l, _, err := imagelist.Parse(msg.Content, imagelist.ParseOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.smime"), err)
+		}
+		add(l)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "imagelist.json"), imagelist.DefaultMaxSize); err == nil {
+		l, _, err := imagelist.Parse(raw, imagelist.ParseOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.json"), err)
+		}
+		add(l)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	// A catalog names paths relative to the tree root.
+	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "streams", "v1", "images.json"), imagelist.DefaultMaxSize); err == nil {
+		var cat struct {
+			Products map[string]struct {
+				Versions map[string]struct {
+					Items map[string]struct {
+						Path string `json:"path"`
+					} `json:"items"`
+				} `json:"versions"`
+			} `json:"products"`
+		}
+		if err := json.Unmarshal(raw, &cat); err != nil {
+			return nil, fmt.Errorf("streams/v1/images.json: %w", err)
+		}
+		for _, p := range cat.Products {
+			for _, v := range p.Versions {
+				for _, it := range v.Items {
+					if rel, ok := TreeRel(base+escapePath(it.Path), base); ok {
+						live[versionDir(rel)] = true
+					}
+				}
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return live, nil
+}
+
 // PlaceTree copies every image version the list names that the tree does
 // not have yet into its version folder. entries are the scan that built
 // l (Build keeps their order). Each file is hashed while it is copied and
@@ -171,11 +235,16 @@ func PlaceTree(ctx context.Context, lib, tree string, entries []Entry, l *imagel
 		if err := syncTree(tmp); err != nil {
 			return made, fmt.Errorf("place %s: %w", e.Path, err)
 		}
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return made, fmt.Errorf("place %s: %w", e.Path, err)
+		if _, err := os.Stat(filepath.Dir(dst)); errors.Is(err, fs.ErrNotExist) {
+			if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
+				return made, fmt.Errorf("place %s: %w", e.Path, err)
+			}
+			if err := fsutil.SyncDir(tree); err != nil {
+				return made, fmt.Errorf("place %s: %w", e.Path, err)
+			}
 		}
 		if err := os.Chmod(tmp, 0o755); err != nil {
-			return made, err
+			return made, fmt.Errorf("place %s: %w", e.Path, err)
 		}
 		if err := os.Rename(tmp, dst); err != nil {
 			return made, fmt.Errorf("place %s: %w", e.Path, err)
@@ -288,7 +357,7 @@ func RecordTree(tree string, l *imagelist.List, base string, now time.Time) (*Tr
 		return nil, err
 	}
 	live := LiveDirs(l, base)
-	onDisk, err := versionFolders(tree)
+	onDisk, err := VersionFolders(tree)
 	if err != nil {
 		return nil, err
 	}
@@ -325,8 +394,9 @@ func RecordTree(tree string, l *imagelist.List, base string, now time.Time) (*Tr
 	return st, nil
 }
 
-// versionFolders lists identifier/digest32 folders with their mtimes.
-func versionFolders(tree string) (map[string]time.Time, error) {
+// VersionFolders lists the identifier/digest32 folders of a tree with
+// their mtimes.
+func VersionFolders(tree string) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
 	tops, err := os.ReadDir(tree)
 	if err != nil {
@@ -368,9 +438,9 @@ func isHex32(s string) bool {
 }
 
 // PrunePolicy says which retired versions a prune keeps. A version the
-// live list names is always kept.
+// live list (or catalog) names is always kept.
 type PrunePolicy struct {
-	Keep   int           // the Keep newest versions of each image (live one included)
+	Keep   int           // the Keep newest versions of each image the live list names (live one included)
 	MaxAge time.Duration // versions created less than MaxAge ago
 	Grace  time.Duration // versions retired less than Grace ago (readers of the previous list)
 }
@@ -391,6 +461,22 @@ func PruneTree(tree string, p PrunePolicy, now time.Time, dryRun bool) ([]Pruned
 	if err != nil {
 		return nil, err
 	}
+	trash := filepath.Join(tree, StateDir, "trash")
+	if !dryRun {
+		_ = os.RemoveAll(trash) // what an interrupted prune left (the lock is held)
+	}
+	// What the pointers on disk name is live whatever the records say
+	// (they lag after a crash between the list and RecordTree).
+	onDisk, err := DiskLive(tree, st.Base)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	liveImage := map[string]bool{}
+	for dir, v := range st.Versions {
+		if v.Retired.IsZero() || onDisk[dir] {
+			liveImage[v.Image] = true
+		}
+	}
 	byImage := map[string][]string{}
 	for dir, v := range st.Versions {
 		byImage[v.Image] = append(byImage[v.Image], dir)
@@ -407,7 +493,8 @@ func PruneTree(tree string, p PrunePolicy, now time.Time, dryRun bool) ([]Pruned
 		for rank, dir := range dirs {
 			v := st.Versions[dir]
 			switch {
-			case v.Retired.IsZero(), rank < p.Keep,
+			case v.Retired.IsZero(), onDisk[dir],
+				rank < p.Keep && liveImage[v.Image], // an image no list names any more ages out
 				now.Sub(v.Created) < p.MaxAge, now.Sub(v.Retired) < p.Grace:
 				continue
 			}
@@ -418,7 +505,6 @@ func PruneTree(tree string, p PrunePolicy, now time.Time, dryRun bool) ([]Pruned
 	if dryRun || len(out) == 0 {
 		return out, nil
 	}
-	trash := filepath.Join(tree, StateDir, "trash")
 	if err := os.MkdirAll(trash, 0o755); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}

@@ -134,7 +134,7 @@ func TestPlaceTreeChangedSinceHash(t *testing.T) {
 	if !errors.Is(err, ErrChangedSinceHash) || len(made) != 0 {
 		t.Fatalf("PlaceTree = %v, %v; want ErrChangedSinceHash", made, err)
 	}
-	folders, err := versionFolders(tree)
+	folders, err := VersionFolders(tree)
 	if err != nil || len(folders) != 0 {
 		t.Errorf("version folders after a refused place: %v %v", folders, err)
 	}
@@ -229,14 +229,14 @@ func TestPruneTreePolicy(t *testing.T) {
 			if err != nil || !slices.Equal(short(dry), tc.want) {
 				t.Fatalf("dry run: %v %v, want %v", short(dry), err, tc.want)
 			}
-			if f, _ := versionFolders(tree); len(f) != 4 {
+			if f, _ := VersionFolders(tree); len(f) != 4 {
 				t.Fatalf("dry run removed folders: %d left", len(f))
 			}
 			got, err := PruneTree(tree, tc.policy, now, false)
 			if err != nil || !slices.Equal(short(got), tc.want) {
 				t.Fatalf("prune: %v %v, want %v", short(got), err, tc.want)
 			}
-			left, _ := versionFolders(tree)
+			left, _ := VersionFolders(tree)
 			if len(left) != 4-len(tc.want) {
 				t.Errorf("%d folders left, want %d", len(left), 4-len(tc.want))
 			}
@@ -248,5 +248,27 @@ func TestPruneTreePolicy(t *testing.T) {
 				t.Errorf("records %d, folders %d", len(st2.Versions), len(left))
 			}
 		})
+	}
+}
+
+// An image no list names any more is not kept by --keep: its versions age
+// out by MaxAge and Grace alone.
+func TestPruneRemovedImageAgesOut(t *testing.T) {
+	tree := t.TempDir()
+	now := t0.Add(30 * 24 * time.Hour)
+	const gone, live = "aaaaaaaa-2222-4333-8444-555555555555", "bbbbbbbb-2222-4333-8444-555555555555"
+	st := &TreeState{Base: treeBase, Versions: map[string]*TreeVersion{
+		gone + "/11111111111111111111111111111111": {Image: gone, Created: now.Add(-20 * 24 * time.Hour), Retired: now.Add(-10 * 24 * time.Hour)},
+		live + "/22222222222222222222222222222222": {Image: live, Created: now.Add(-20 * 24 * time.Hour)},
+	}}
+	for dir := range st.Versions {
+		write(t, tree, dir+"/f.iso", dir)
+	}
+	if err := st.save(tree); err != nil {
+		t.Fatal(err)
+	}
+	got, err := PruneTree(tree, PrunePolicy{Keep: 2, MaxAge: 7 * 24 * time.Hour, Grace: time.Hour}, now, false)
+	if err != nil || len(got) != 1 || got[0].Image != gone {
+		t.Fatalf("pruned %+v %v, want the removed image's version", got, err)
 	}
 }

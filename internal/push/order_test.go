@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +23,9 @@ func TestParseMirror(t *testing.T) {
 		spec, dest, port, name string
 		bad                    bool
 	}{
-		{spec: "ssh://mirror@eu.example.org:2222/srv/clr", dest: "mirror@eu.example.org:/srv/clr/", port: "2222", name: "eu.example.org_2222_srv_clr"},
-		{spec: "ssh://eu.example.org/", dest: "eu.example.org:/", name: "eu.example.org_"},
-		{spec: "ssh://m@[::1]:22/x/", dest: "m@[::1]:/x/", port: "22", name: "_1_22_x"},
+		{spec: "ssh://mirror@eu.example.org:2222/srv/clr", dest: "mirror@eu.example.org:/srv/clr/", port: "2222", name: "mirror_eu.example.org_2222_srv_clr"},
+		{spec: "ssh://eu.example.org/", dest: "eu.example.org:/", name: "eu.example.org__"},
+		{spec: "ssh://m@[::1]:22/x/", dest: "m@[::1]:/x/", port: "22", name: "m_1__22_x"},
 		{spec: "/srv/mirror/", dest: "/srv/mirror/", name: "local_srv_mirror"},
 		{spec: "file:///srv/mirror", dest: "/srv/mirror/", name: "local_srv_mirror"},
 		{spec: "ssh://u:pw@host/x", bad: true},
@@ -72,66 +73,65 @@ func TestPassOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	if _, err := Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Now: t0}); err != nil {
-		t.Fatal(err)
+	at := func(d time.Duration) func() time.Time { return func() time.Time { return t0.Add(d) } }
+	// first push: what the mirror served before is unknown, so no pass 3
+	rep, err := Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Clock: at(0)})
+	if err != nil || !rep.Deferred || !rep.Pointers {
+		t.Fatalf("first push: %+v %v, want pointers and removal deferred", rep, err)
 	}
-	// a new version; the first list is superseded on the mirror now
+	// a new version two hours later: the first list is superseded now
 	writeFile(t, lib, "boot.iso", payload("iso2", 1000))
 	pub.publish(time.Now())
 	st, _ = publish.LoadTreeState(tree)
 	second := st.Live[0]
-	rep, err := Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Now: t0.Add(time.Minute)})
+	rep, err = Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Clock: at(2 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	read := func(n int, ext string) string {
-		b, err := os.ReadFile(filepath.Join(logDir, "call"+string(rune('0'+n))+ext))
+		b, err := os.ReadFile(filepath.Join(logDir, "call"+strconv.Itoa(n)+ext))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return string(b)
 	}
-	for i, want := range []struct {
+	for _, want := range []struct {
+		call        int
 		has, hasNot []string
 		rules       []string
 	}{
-		{has: []string{"--ignore-existing"}, hasNot: []string{"--delete", "--existing"}, rules: []string{"+ /" + first + "/***", "- *"}},
-		{has: []string{"--delay-updates"}, hasNot: []string{"--delete", "--ignore-existing"}, rules: []string{"+ /imagelist.smime", "+ /streams/v1/images.json", "- *"}},
-		{has: []string{"--delete", "--existing", "--ignore-existing"}, hasNot: []string{"--delete-excluded"}, rules: []string{"- /.*"}},
+		{call: 0, has: []string{"--ignore-existing"}, hasNot: []string{"--delete", "--existing"}, rules: []string{"+ /" + first + "/***", "- *"}},
+		{call: 1, has: []string{"--delay-updates", "--checksum"}, hasNot: []string{"--delete", "--ignore-existing"}, rules: []string{"+ /imagelist.smime", "+ /streams/v1/images.json", "- *"}},
+		{call: 2, has: []string{"--ignore-existing"}, hasNot: []string{"--delete", "--existing"}, rules: []string{"+ /" + second + "/***", "- *"}},
+		{call: 3, has: []string{"--delay-updates", "--checksum"}, hasNot: []string{"--delete", "--ignore-existing"}, rules: []string{"+ /imagelist.json", "- *"}},
+		// the first version is protected for the grace; only the tree's
+		// layout is looked at
+		{call: 4, has: []string{"--delete", "--existing", "--ignore-existing"}, hasNot: []string{"--delete-excluded"},
+			rules: []string{"P /" + first + "/", "- /.*", "+ /streams/***", "+ /" + uuidGlob + "/*/***", "- *"}},
 	} {
-		for push := 0; push < 2; push++ {
-			n := push*3 + i
-			args, rules := read(n, ".args"), read(n, ".rules")
-			for _, a := range want.has {
-				if !strings.Contains(args, a+"\n") {
-					t.Errorf("call %d lacks %s:\n%s", n, a, args)
-				}
+		args, rules := read(want.call, ".args"), read(want.call, ".rules")
+		for _, a := range want.has {
+			if !strings.Contains(args, a+"\n") {
+				t.Errorf("call %d lacks %s:\n%s", want.call, a, args)
 			}
-			for _, a := range want.hasNot {
-				if strings.Contains(args, a+"\n") {
-					t.Errorf("call %d has %s:\n%s", n, a, args)
-				}
+		}
+		for _, a := range want.hasNot {
+			if strings.Contains(args, a+"\n") {
+				t.Errorf("call %d has %s:\n%s", want.call, a, args)
 			}
-			for _, r := range want.rules {
-				if push == 1 {
-					r = strings.Replace(r, first, second, 1)
-				}
-				if !strings.Contains(rules, r+"\n") {
-					t.Errorf("call %d rules lack %q:\n%s", n, r, rules)
-				}
+		}
+		for _, r := range want.rules {
+			if !strings.Contains(rules, r+"\n") {
+				t.Errorf("call %d rules lack %q:\n%s", want.call, r, rules)
 			}
 		}
 	}
-	// second push, pass 3: the first version is protected for the grace
-	if r := read(5, ".rules"); !strings.Contains(r, "P /"+first+"/\n") {
-		t.Errorf("the superseded version is not protected:\n%s", r)
-	}
-	if len(rep.Protected) != 1 || rep.Protected[0] != first || len(rep.Deleted) != 1 {
+	if len(rep.Protected) != 1 || rep.Protected[0] != first || len(rep.Deleted) != 1 || rep.Deferred {
 		t.Errorf("report %+v", rep)
 	}
 	// after the grace, no protection
-	rep, err = Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Now: t0.Add(2 * time.Hour)})
-	if err != nil || len(rep.Protected) != 0 || strings.Contains(read(8, ".rules"), "P /") {
+	rep, err = Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Grace: time.Hour, Clock: at(4 * time.Hour)})
+	if err != nil || len(rep.Protected) != 0 || strings.Contains(read(7, ".rules"), "P /") {
 		t.Errorf("after the grace: %+v %v", rep, err)
 	}
 }
@@ -147,7 +147,7 @@ func TestFailedPassStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := ParseMirror(t.TempDir())
-	rep, err := Push(context.Background(), m, Options{Tree: tree, Rsync: fake, Now: time.Now()})
+	rep, err := Push(context.Background(), m, Options{Tree: tree, Rsync: fake})
 	if !errors.Is(err, ErrMirror) || rep.Pointers || !strings.Contains(err.Error(), "connection unexpectedly closed") {
 		t.Fatalf("Push = %+v, %v", rep, err)
 	}
@@ -156,6 +156,6 @@ func TestFailedPassStops(t *testing.T) {
 		t.Errorf("rsync ran %d times after a failed first pass", strings.Count(string(calls), "call"))
 	}
 	if _, err := os.Stat(filepath.Join(tree, publish.StateDir, "mirrors", m.Name+".json")); err == nil {
-		t.Errorf("mirror state recorded a list the mirror never got")
+		t.Errorf("mirror state written although pass 1 failed")
 	}
 }

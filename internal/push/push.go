@@ -5,15 +5,19 @@
 //
 //  1. new version folders, additively (--ignore-existing: nothing the
 //     mirror has is overwritten, nothing is deleted);
-//  2. the pointers (imagelist.smime, imagelist.json, streams/v1/*.json)
-//     together (--delay-updates renames them at the end);
+//  2. the pointers (imagelist.smime, imagelist.json, streams/v1/*.json),
+//     renamed at the end of the transfer (--delay-updates), compared by
+//     checksum;
 //  3. deletion of the version folders the tree no longer has, except
 //     those a list pushed to this mirror named less than Grace ago (a
-//     reader may have that list and be downloading).
+//     reader may have that list and be downloading); nothing during the
+//     grace period after a mirror's first push.
 //
-// A failed pass stops the push: the mirror keeps its previous pointers.
-// The tree's .clr/mirrors/<name>.json remembers, per mirror, which lists
-// it was given and when.
+// What is pushed follows the list and the folders on disk, not the
+// tree's records. A failed pass stops the push (a failed pass 1 leaves
+// the mirror's list untouched; a failed pass 2 may have renamed some
+// pointers). The tree's .clr/mirrors/<name>.json remembers, per mirror,
+// which lists it was given and when.
 package push
 
 import (
@@ -30,7 +34,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,6 +86,9 @@ func ParseMirror(spec string) (Mirror, error) {
 		if strings.ContainsAny(p, " \t\n'\"\\") {
 			return m, fmt.Errorf("mirror %q: the path must not contain spaces or quotes", spec)
 		}
+		if strings.HasPrefix(u.Hostname(), "-") || strings.IndexFunc(spec, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return m, fmt.Errorf("mirror %q: bad host or control characters", spec)
+		}
 		host := u.Hostname()
 		if strings.Contains(host, ":") {
 			host = "[" + host + "]"
@@ -92,7 +98,9 @@ func ParseMirror(spec string) (Mirror, error) {
 		}
 		m.dest = host + ":" + strings.TrimSuffix(p, "/") + "/"
 		m.port = u.Port()
-		m.Name = nameRE.ReplaceAllString(u.Host+p, "_")
+		// user@host:port/path: two rrsync folders on one host (two
+		// users) are two mirrors with their own history.
+		m.Name = nameRE.ReplaceAllString(host+"_"+m.port+p, "_")
 	case strings.HasPrefix(spec, "file://"), strings.HasPrefix(spec, "/"):
 		p := strings.TrimPrefix(spec, "file://")
 		if !strings.HasPrefix(p, "/") {
@@ -109,13 +117,13 @@ func ParseMirror(spec string) (Mirror, error) {
 
 // Options of a push.
 type Options struct {
-	Tree    string        // the release tree (clr-publish --tree)
-	Grace   time.Duration // how long a folder a superseded list named stays on the mirror
-	Now     time.Time     // the run's reference time
-	DryRun  bool          // rsync -n: report what each pass would do
-	Rsync   string        // rsync binary ("" = rsync from PATH)
-	BWLimit string        // rsync --bwlimit value ("" = none)
-	Timeout time.Duration // rsync --timeout (0 = 300 s)
+	Tree    string           // the release tree (clr-publish --tree)
+	Grace   time.Duration    // how long a folder a superseded list named stays on the mirror
+	Clock   func() time.Time // when the mirror got a list is stamped with it (nil: time.Now)
+	DryRun  bool             // rsync -n: report what each pass would do
+	Rsync   string           // rsync binary ("" = rsync from PATH)
+	BWLimit string           // rsync --bwlimit value ("" = none)
+	Timeout time.Duration    // rsync --timeout (0 = 300 s)
 	Logger  *slog.Logger
 }
 
@@ -125,14 +133,22 @@ type Report struct {
 	Sent      []string // files sent by passes 1 and 2
 	Deleted   []string // paths deleted by pass 3
 	Protected []string // retired folders kept for readers of a superseded list
-	Pointers  bool     // the mirror now has the live list
+	Pointers  bool     // pass 2 succeeded: the mirror serves the tree's list
+	Deferred  bool     // pass 3 skipped: what the mirror served before is unknown, for the grace period
 }
 
 // pushed is one list a mirror was given.
 type pushed struct {
-	Version string    `json:"version"`
-	At      time.Time `json:"at"`
-	Dirs    []string  `json:"dirs"`
+	Version string `json:"version"`
+	// At is when the mirror got the list (pass 2 succeeded), or when a
+	// push that failed in pass 2 tried: it may have renamed some files.
+	At        time.Time `json:"at"`
+	Confirmed bool      `json:"confirmed"`
+	Dirs      []string  `json:"dirs"`
+	// Unknown stands for what the mirror served before its first push
+	// (or before its state was lost): every folder is protected while it
+	// is within the grace period.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 type mirrorState struct {
@@ -151,29 +167,32 @@ func loadState(tree, name string) (*mirrorState, error) {
 		return st, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mirror state: %w", err)
 	}
 	if err := json.Unmarshal(data, st); err != nil {
-		return nil, fmt.Errorf("%s: %w", statePath(tree, name), err)
+		return nil, fmt.Errorf("mirror state %s: %w", statePath(tree, name), err)
 	}
 	return st, nil
 }
 
 func (st *mirrorState) save(tree, name string) error {
 	if err := os.MkdirAll(filepath.Dir(statePath(tree, name)), 0o755); err != nil {
-		return err
+		return fmt.Errorf("mirror state: %w", err)
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = fsutil.WriteAtomicIfChanged(statePath(tree, name), append(data, '\n'), 0o644)
-	return err
+	if _, err = fsutil.WriteAtomicIfChanged(statePath(tree, name), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("mirror state: %w", err)
+	}
+	return nil
 }
 
 // protected returns the folders of lists superseded on the mirror less
-// than grace ago, and drops the records of older ones.
-func (st *mirrorState) protected(now time.Time, grace time.Duration) []string {
+// than grace ago (all is true when that includes the mirror's unknown
+// first list), and drops the records of older ones.
+func (st *mirrorState) protected(now time.Time, grace time.Duration) (dirs []string, all bool) {
 	set := map[string]bool{}
 	keep := st.Pushed[:0:0]
 	for i, p := range st.Pushed {
@@ -183,22 +202,29 @@ func (st *mirrorState) protected(now time.Time, grace time.Duration) []string {
 		}
 		if superseded := st.Pushed[i+1].At; now.Sub(superseded) < grace {
 			keep = append(keep, p)
+			all = all || p.Unknown
 			for _, d := range p.Dirs {
 				set[d] = true
 			}
 		}
 	}
 	st.Pushed = keep
-	out := make([]string, 0, len(set))
 	for d := range set {
-		out = append(out, d)
+		dirs = append(dirs, d)
 	}
-	sort.Strings(out)
-	return out
+	sort.Strings(dirs)
+	return dirs, all
 }
 
-// Push brings one mirror up to the tree's live list. The caller holds the
-// tree's lock (publish.LockTree).
+// uuidGlob matches an image folder name (a UUID) in rsync filter rules.
+var uuidGlob = func() string {
+	h := "[0-9a-f]"
+	return strings.Repeat(h, 8) + "-" + strings.Repeat(h, 4) + "-" + strings.Repeat(h, 4) + "-" +
+		strings.Repeat(h, 4) + "-" + strings.Repeat(h, 12)
+}()
+
+// Push brings one mirror up to the list on disk in the tree. The caller
+// holds the tree's lock (publish.LockTree).
 func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	rep := Report{Mirror: m.Name}
 	if m.dest == "" {
@@ -213,15 +239,15 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 		m = pm
 		rep.Mirror = m.Name
 	}
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	clock := o.Clock
+	if clock == nil {
+		clock = time.Now
 	}
 	tree, err := publish.LoadTreeState(o.Tree)
 	if err != nil {
 		return rep, err
 	}
-	if tree.Base == "" || len(tree.Versions) == 0 {
+	if tree.Base == "" {
 		return rep, fmt.Errorf("%s is not a release tree with a published list (clr-publish publish --tree)", o.Tree)
 	}
 	for _, f := range []string{"imagelist.smime", "imagelist.json"} {
@@ -229,25 +255,42 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 			return rep, fmt.Errorf("release tree: %w", err)
 		}
 	}
-	for _, d := range tree.Live {
+	// What the pointers on disk name, not the records (they may lag).
+	liveSet, err := publish.DiskLive(o.Tree, tree.Base)
+	if err != nil {
+		return rep, fmt.Errorf("release tree: %w", err)
+	}
+	live := make([]string, 0, len(liveSet))
+	for d := range liveSet {
 		if fi, err := os.Stat(filepath.Join(o.Tree, filepath.FromSlash(d))); err != nil || !fi.IsDir() {
-			return rep, fmt.Errorf("release tree: the live list names %s, which is missing", d)
+			return rep, fmt.Errorf("release tree: the list names %s, which is missing", d)
 		}
+		live = append(live, d)
+	}
+	sort.Strings(live)
+	folders, err := publish.VersionFolders(o.Tree)
+	if err != nil {
+		return rep, err
 	}
 	st, err := loadState(o.Tree, m.Name)
 	if err != nil {
 		return rep, err
 	}
 	st.URL = m.URL
+	if len(st.Pushed) == 0 {
+		// What this mirror served before is unknown: nothing is
+		// deleted until the grace period after its first list.
+		st.Pushed = append(st.Pushed, pushed{Version: "unknown", At: clock().UTC(), Confirmed: true, Unknown: true})
+	}
 	src := filepath.Clean(o.Tree) + "/"
 
 	// Pass 1: every version folder of the tree the mirror lacks.
-	var rules strings.Builder
-	dirs := make([]string, 0, len(tree.Versions))
-	for d := range tree.Versions {
+	dirs := make([]string, 0, len(folders))
+	for d := range folders {
 		dirs = append(dirs, d)
 	}
 	sort.Strings(dirs)
+	var rules strings.Builder
 	seen := map[string]bool{}
 	for _, d := range dirs {
 		img := strings.SplitN(d, "/", 2)[0]
@@ -264,35 +307,54 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 		return rep, err
 	}
 
-	// Pass 2: the pointers, renamed together at the end of the transfer.
+	// Pass 2: the pointers, renamed at the end of the transfer. The list
+	// is recorded first: a pass that fails half way may have renamed
+	// some of them.
+	if last := st.Pushed[len(st.Pushed)-1]; last.Unknown || !equal(last.Dirs, live) {
+		st.Pushed = append(st.Pushed, pushed{Version: tree.List, At: clock().UTC(), Dirs: live})
+	}
+	if !o.DryRun {
+		if err := st.save(o.Tree, m.Name); err != nil {
+			return rep, err
+		}
+	}
 	pointers := "+ /imagelist.smime\n+ /imagelist.json\n+ /streams/\n+ /streams/v1/\n+ /streams/v1/images.json\n+ /streams/v1/index.json\n- *\n"
-	sent, _, err = m.rsync(ctx, o, "pointers", pointers, []string{"--delay-updates"}, src)
+	// --checksum: a re-signed list of the same size written within the
+	// same second would pass rsync's size+mtime check.
+	sent, _, err = m.rsync(ctx, o, "pointers", pointers, []string{"--delay-updates", "--checksum"}, src)
 	rep.Sent = append(rep.Sent, sent...)
 	if err != nil {
 		return rep, err
 	}
+	if last := &st.Pushed[len(st.Pushed)-1]; !last.Confirmed {
+		last.At, last.Confirmed = clock().UTC(), true
+	}
+	rep.Pointers = !o.DryRun
 	if !o.DryRun {
-		rep.Pointers = true
-		if n := len(st.Pushed); n == 0 || st.Pushed[n-1].Version != tree.List || !equal(st.Pushed[n-1].Dirs, tree.Live) {
-			st.Pushed = append(st.Pushed, pushed{Version: tree.List, At: o.Now.UTC(), Dirs: tree.Live})
-		}
 		if err := st.save(o.Tree, m.Name); err != nil {
-			return rep, fmt.Errorf("mirror state: %w", err)
+			return rep, err
 		}
 	}
 
 	// Pass 3: what the tree no longer has, except what a list this
-	// mirror served within the grace period names.
-	for _, d := range st.protected(o.Now, o.Grace) {
-		if !slices.Contains(tree.Live, d) { // live folders are in the tree anyway
-			rep.Protected = append(rep.Protected, d)
+	// mirror served within the grace period names. Only the tree's own
+	// layout is looked at: other files under the mirror folder stay.
+	protected, all := st.protected(clock(), o.Grace)
+	if all {
+		rep.Deferred = true
+		if o.Logger != nil {
+			o.Logger.Info("removal deferred: what the mirror served before its first push is unknown", "mirror", m.Name, "grace", o.Grace)
 		}
+		return rep, nil
 	}
 	rules.Reset()
-	for _, d := range rep.Protected {
-		fmt.Fprintf(&rules, "P /%s/\n", d)
+	for _, d := range protected {
+		if !liveSet[d] { // live folders are in the tree anyway
+			rep.Protected = append(rep.Protected, d)
+			fmt.Fprintf(&rules, "P /%s/\n", d)
+		}
 	}
-	rules.WriteString("- /.*\n")
+	fmt.Fprintf(&rules, "- /.*\n+ /imagelist.smime\n+ /imagelist.json\n+ /streams/***\n+ /%s/\n+ /%s/*/***\n- *\n", uuidGlob, uuidGlob)
 	_, deleted, err := m.rsync(ctx, o, "delete", rules.String(), []string{"--delete", "--existing", "--ignore-existing"}, src)
 	rep.Deleted = deleted
 	if err != nil {
@@ -300,10 +362,32 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	}
 	if !o.DryRun {
 		if err := st.save(o.Tree, m.Name); err != nil {
-			return rep, fmt.Errorf("mirror state: %w", err)
+			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// cause picks the most telling line of rsync's stderr (not its generic
+// "rsync error: ... (code N)" summary), as ": LINE", or "".
+func cause(stderr string) string {
+	var last string
+	for _, line := range strings.Split(stderr, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "rsync error:"):
+			if last == "" {
+				last = line
+			}
+		default:
+			return ": " + line
+		}
+	}
+	if last != "" {
+		return ": " + last
+	}
+	return ""
 }
 
 func equal(a, b []string) bool {
@@ -372,11 +456,7 @@ func (m Mirror) rsync(ctx context.Context, o Options, pass, rules string, extra 
 		if ctx.Err() != nil {
 			return sent, deleted, ctx.Err()
 		}
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = msg[i+1:]
-		}
-		return sent, deleted, fmt.Errorf("%s: pass %s: rsync: %v: %s: %w", m.Name, pass, runErr, msg, ErrMirror)
+		return sent, deleted, fmt.Errorf("%s: pass %s: rsync: %v%s: %w", m.Name, pass, runErr, cause(stderr.String()), ErrMirror)
 	}
 	return sent, deleted, nil
 }

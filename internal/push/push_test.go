@@ -19,6 +19,7 @@ import (
 
 	"github.com/clr-suite/clr/internal/imagelist"
 	"github.com/clr-suite/clr/internal/publish"
+	"github.com/clr-suite/clr/internal/testpki"
 	"github.com/clr-suite/clr/internal/testsshd"
 	"github.com/clr-suite/clr/internal/transport"
 )
@@ -59,12 +60,12 @@ func (p *publisher) publish(now time.Time) *imagelist.List {
 	if _, err := publish.PlaceTree(context.Background(), p.lib, p.tree, entries, l, base); err != nil {
 		t.Fatal(err)
 	}
-	data, err := l.Marshal()
+	signed, content, err := publish.Sign(l, signer(t), publish.SignOptions{Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// the pointers, each replaced atomically, like clr-publish
-	for _, name := range []string{"imagelist.smime", "imagelist.json"} {
+	for name, data := range map[string][]byte{"imagelist.smime": signed, "imagelist.json": content} {
 		tmp := filepath.Join(p.tree, "."+name+".tmp")
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -81,6 +82,16 @@ func (p *publisher) publish(now time.Time) *imagelist.List {
 	}
 	p.prev = l
 	return l
+}
+
+var fixture = sync.OnceValues(func() (*testpki.Fixture, error) { return testpki.NewFixture(time.Now()) })
+
+func signer(t *testing.T) publish.Signer {
+	f, err := fixture()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return publish.Signer{Cert: f.Signer.Cert, Key: f.Signer.Key}
 }
 
 func payload(seed string, n int) []byte {
@@ -125,6 +136,7 @@ func mirrorOverSSH(t *testing.T) (string, Mirror) {
 type reader struct {
 	url        string
 	pause      time.Duration // between the files of one iteration: a slow download
+	hold       time.Duration // between reading the list and its first file
 	iterations atomic.Int64
 	mu         sync.Mutex
 	failures   []string
@@ -160,6 +172,7 @@ func (r *reader) once(client *http.Client) {
 		r.fail("list: %v", err)
 		return
 	}
+	time.Sleep(r.hold)
 	for _, img := range l.Images {
 		rel, ok := publish.TreeRel(img.URI, base)
 		if !ok {
@@ -213,7 +226,7 @@ func TestConcurrentReaderNever404(t *testing.T) {
 	pub := &publisher{t: t, lib: lib, tree: tree, policy: publish.PrunePolicy{Keep: 1}}
 	const grace = 5 * time.Second
 	push := func(now time.Time) Report {
-		rep, err := Push(context.Background(), m, Options{Tree: tree, Grace: grace, Now: now})
+		rep, err := Push(context.Background(), m, Options{Tree: tree, Grace: grace, Clock: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,12 +235,15 @@ func TestConcurrentReaderNever404(t *testing.T) {
 	pub.publish(time.Now())
 	push(time.Now())
 
-	// A fast reader, and a slow one that holds each list for about a
-	// second while it downloads (well within the grace period).
-	fast, slow := &reader{url: srv.URL}, &reader{url: srv.URL, pause: 200 * time.Millisecond}
+	// A fast reader, a slow one that downloads for about a second, and
+	// one that holds each list across the next push before it downloads
+	// (all well within the grace period; with none, the holder fails).
+	fast := &reader{url: srv.URL}
+	slow := &reader{url: srv.URL, pause: 200 * time.Millisecond}
+	holder := &reader{url: srv.URL, hold: 2500 * time.Millisecond}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for _, r := range []*reader{fast, slow} {
+	for _, r := range []*reader{fast, slow, holder} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -246,7 +262,7 @@ func TestConcurrentReaderNever404(t *testing.T) {
 
 	deleted, versions := 0, 0
 	deadline := time.Now().Add(3 * time.Minute)
-	for v := 1; v <= 60 && (v <= 8 || fast.iterations.Load() < 400 || slow.iterations.Load() < 10 || deleted == 0); v++ {
+	for v := 1; v <= 60 && (v <= 8 || fast.iterations.Load() < 400 || holder.iterations.Load() < 5 || deleted == 0); v++ {
 		if time.Now().After(deadline) {
 			break
 		}
@@ -272,10 +288,10 @@ func TestConcurrentReaderNever404(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	n := fast.iterations.Load() + slow.iterations.Load()
-	t.Logf("%d versions pushed, %d reader iterations (%d slow), %d paths deleted from the mirror after the grace period",
-		versions, n, slow.iterations.Load(), deleted)
-	for _, r := range []*reader{fast, slow} {
+	n := fast.iterations.Load() + slow.iterations.Load() + holder.iterations.Load()
+	t.Logf("%d versions pushed, %d reader iterations (%d slow, %d holding a list across a push), %d paths deleted from the mirror after the grace period",
+		versions, n, slow.iterations.Load(), holder.iterations.Load(), deleted)
+	for _, r := range []*reader{fast, slow, holder} {
 		if len(r.failures) > 0 {
 			t.Fatalf("a reader (pause %v) saw %d+ failures, first: %s", r.pause, len(r.failures), strings.Join(r.failures, "; "))
 		}
@@ -329,7 +345,7 @@ func TestPushUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.SSH = transport.SSHOptions{KnownHosts: kh, ConnectTimeout: 2 * time.Second}
-	rep, err := Push(context.Background(), m, Options{Tree: tree, Now: time.Now(), Timeout: 5 * time.Second})
+	rep, err := Push(context.Background(), m, Options{Tree: tree, Timeout: 5 * time.Second})
 	if !isMirrorErr(err) || rep.Pointers {
 		t.Fatalf("Push = %+v, %v; want ErrMirror before the pointers", rep, err)
 	}

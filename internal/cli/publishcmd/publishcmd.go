@@ -642,7 +642,7 @@ func publishOnce(env cli.Env, c *ucli.Context, stable func() bool) error {
 		return err
 	}
 	if tc.dir != "" {
-		if err := afterPublish(env, c, log, tc, r, now); err != nil {
+		if err := afterPublish(env, c, log, tc, r); err != nil {
 			_ = printSummary(env, c, s)
 			return err
 		}

@@ -146,6 +146,9 @@ func mirrorsOf(c *ucli.Context) ([]push.Mirror, error) {
 			if strings.ContainsAny(p, " \t'\"\\") {
 				return cli.Usagef("%smirror %s: %q: paths with spaces or quotes cannot be passed to ssh", where, spec, p)
 			}
+			if _, err := os.Stat(p); p != "" && err != nil {
+				return cli.Usagef("%smirror %s: %v", where, spec, err)
+			}
 		}
 		for _, x := range out {
 			if x.Name == m.Name {
@@ -201,19 +204,22 @@ func mirrorsOf(c *ucli.Context) ([]push.Mirror, error) {
 // afterPublish records the tree for the list just published, prunes it
 // (--prune) and pushes it to every mirror. A failed mirror does not stop
 // the others; the first failure is returned.
-func afterPublish(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig, r *buildResult, now time.Time) error {
+func afterPublish(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig, r *buildResult) error {
+	// The time the list was replaced, not the run's start (hashing and
+	// copying can take long): retirement and grace count from it.
+	now := env.Now()
 	if _, err := publish.RecordTree(tc.dir, r.List, r.BaseURI, now); err != nil {
 		return err
 	}
 	if c.Bool("prune") {
-		if err := prune(env, c, log, tc, now, false); err != nil {
+		if err := prune(env, log, tc, now, false); err != nil {
 			return err
 		}
 	}
-	return pushAll(c.Context, env, c, log, tc, now, false)
+	return pushAll(c.Context, env, log, tc, false)
 }
 
-func prune(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig, now time.Time, dryRun bool) error {
+func prune(env cli.Env, log *slog.Logger, tc treeConfig, now time.Time, dryRun bool) error {
 	pruned, err := publish.PruneTree(tc.dir, tc.policy, now, dryRun)
 	for _, p := range pruned {
 		verb := "pruned"
@@ -228,10 +234,12 @@ func prune(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig, now ti
 	return err
 }
 
-func pushAll(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig, now time.Time, dryRun bool) error {
+func pushAll(ctx context.Context, env cli.Env, log *slog.Logger, tc treeConfig, dryRun bool) error {
 	var first error
 	for _, m := range tc.mirrors {
-		rep, err := push.Push(ctx, m, push.Options{Tree: tc.dir, Grace: tc.policy.Grace, Now: now, DryRun: dryRun,
+		// Stamped with the time each mirror got its list, not the
+		// run's start: the grace counts from when readers saw it change.
+		rep, err := push.Push(ctx, m, push.Options{Tree: tc.dir, Grace: tc.policy.Grace, Clock: env.Now, DryRun: dryRun,
 			BWLimit: tc.bwlimit, Logger: log})
 		if dryRun {
 			for _, f := range rep.Sent {
@@ -242,7 +250,11 @@ func pushAll(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger
 			}
 		}
 		if err != nil {
-			log.Error("mirror not updated; it keeps its previous list", "mirror", m.URL, "err", err)
+			msg := "mirror not updated; it keeps its previous list (unless the failed pass renamed part of it)"
+			if rep.Pointers {
+				msg = "mirror has the new list, but removing retired versions failed"
+			}
+			log.Error(msg, "mirror", m.URL, "err", err)
 			if first == nil {
 				first = err
 			}
@@ -252,7 +264,7 @@ func pushAll(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger
 			continue
 		}
 		log.Info("mirror updated", "mirror", m.URL, "sent", len(rep.Sent), "deleted", len(rep.Deleted),
-			"kept_for_grace", len(rep.Protected), "dry_run", dryRun)
+			"kept_for_grace", len(rep.Protected), "removal_deferred", rep.Deferred, "dry_run", dryRun)
 	}
 	return first
 }
@@ -283,7 +295,7 @@ in one rename). --dry-run prints what would go.`,
 				return err
 			}
 			defer unlock()
-			return prune(env, c, logger(env, c), tc, env.Now(), c.Bool("dry-run"))
+			return prune(env, logger(env, c), tc, env.Now(), c.Bool("dry-run"))
 		},
 	}
 }
@@ -318,7 +330,7 @@ failed pass stops that mirror's push; it keeps serving its previous list.`,
 				return err
 			}
 			defer unlock()
-			return pushAll(c.Context, env, c, logger(env, c), tc, env.Now(), c.Bool("dry-run"))
+			return pushAll(c.Context, env, logger(env, c), tc, c.Bool("dry-run"))
 		},
 	}
 }
