@@ -27,7 +27,9 @@ type Env struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	// Now is the only clock. Commands call it once per run and pass the
-	// result down as the run's reference time.
+	// result down as the run's reference time; the few stamps that must
+	// be the moment something happened (when a mirror got a list, when a
+	// list replaced another) call it again.
 	Now func() time.Time
 	// StderrTTY reports whether stderr is a terminal (progress output).
 	StderrTTY bool

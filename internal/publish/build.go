@@ -32,6 +32,10 @@ type ListMeta struct {
 	// never changes content, so mirrors can copy new versions without
 	// overwriting anything a reader may be fetching.
 	Versioned bool
+	// PathIDs (versioned builds) maps library paths to the identifiers
+	// the previous build used (TreeState.Paths): they continue an image
+	// whose identifier is not the one its path would get.
+	PathIDs map[string]string
 }
 
 // DefaultExpiry is the validity window of a new list.
@@ -115,7 +119,9 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 		if !had || meta.Versioned {
 			// Versioned URIs change with every version: the
 			// identifier is what continues an image.
-			if i, ok := byID[id]; ok {
+			if i, ok := byID[meta.PathIDs[e.Path]]; ok && meta.Versioned {
+				idx, had = i, true
+			} else if i, ok := byID[id]; ok {
 				idx, had = i, true
 			}
 		}

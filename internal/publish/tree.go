@@ -52,7 +52,7 @@ func TreeDir(identifier, sha512 string) string {
 	if len(d) > 32 {
 		d = d[:32]
 	}
-	return identifier + "/" + d
+	return strings.ToLower(identifier) + "/" + d
 }
 
 // LockTree takes the tree's lock (publish, prune and push exclude each
@@ -126,7 +126,13 @@ func LiveDirs(l *imagelist.List, base string) map[string]bool {
 // records may lag behind the pointers after a crash.
 func DiskLive(tree, base string) (map[string]bool, error) {
 	live := map[string]bool{}
+	var outside error
 	add := func(l *imagelist.List) {
+		for _, img := range l.Images {
+			if _, ok := TreeRel(img.URI, base); !ok && outside == nil {
+				outside = fmt.Errorf("the list names %s, outside the tree's base %q: publish again to record the tree", img.URI, base)
+			}
+		}
 		for d := range LiveDirs(l, base) {
 			live[d] = true
 		}
@@ -178,6 +184,9 @@ func DiskLive(tree, base string) (map[string]bool, error) {
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
+	}
+	if outside != nil {
+		return nil, outside
 	}
 	return live, nil
 }
@@ -314,6 +323,10 @@ type TreeState struct {
 	List     string                  `json:"list_version"`
 	Live     []string                `json:"live"` // version folders the live list names, sorted
 	Versions map[string]*TreeVersion `json:"versions"`
+	// Paths maps library paths to the image identifiers the tree used:
+	// an identifier carried over from an older list (not the one the
+	// path would get) is found again although the versioned hv:uri moved.
+	Paths map[string]string `json:"paths,omitempty"`
 }
 
 // LoadTreeState reads the tree's records (empty when there are none).
@@ -351,7 +364,7 @@ func (st *TreeState) save(tree string) error {
 // published: the folders it names are live, every other version folder
 // on disk is retired from now on (unless it already was), and records of
 // folders that are gone are dropped.
-func RecordTree(tree string, l *imagelist.List, base string, now time.Time) (*TreeState, error) {
+func RecordTree(tree string, l *imagelist.List, base string, paths map[string]string, now time.Time) (*TreeState, error) {
 	st, err := LoadTreeState(tree)
 	if err != nil {
 		return nil, err
@@ -384,6 +397,9 @@ func RecordTree(tree string, l *imagelist.List, base string, now time.Time) (*Tr
 		}
 	}
 	st.Base, st.List, st.Live = base, l.Version, nil
+	if paths != nil {
+		st.Paths = paths
+	}
 	for dir := range live {
 		st.Live = append(st.Live, dir)
 	}
@@ -464,6 +480,9 @@ func PruneTree(tree string, p PrunePolicy, now time.Time, dryRun bool) ([]Pruned
 	trash := filepath.Join(tree, StateDir, "trash")
 	if !dryRun {
 		_ = os.RemoveAll(trash) // what an interrupted prune left (the lock is held)
+	}
+	if st.Base == "" && len(st.Versions) > 0 {
+		return nil, fmt.Errorf("prune: %s has version records but no base URI: publish again to record the tree", treeState)
 	}
 	// What the pointers on disk name is live whatever the records say
 	// (they lag after a crash between the list and RecordTree).

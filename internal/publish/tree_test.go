@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func buildTree(t *testing.T, lib, tree string, prev *imagelist.List, now time.Ti
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := RecordTree(tree, l, treeBase, now); err != nil {
+	if _, err := RecordTree(tree, l, treeBase, nil, now); err != nil {
 		t.Fatal(err)
 	}
 	return l, made
@@ -270,5 +271,70 @@ func TestPruneRemovedImageAgesOut(t *testing.T) {
 	got, err := PruneTree(tree, PrunePolicy{Keep: 2, MaxAge: 7 * 24 * time.Hour, Grace: time.Hour}, now, false)
 	if err != nil || len(got) != 1 || got[0].Image != gone {
 		t.Fatalf("pruned %+v %v, want the removed image's version", got, err)
+	}
+}
+
+// An identifier carried over from an older list (not the one its path
+// would get, upper case) continues its image over several tree publishes.
+func TestTreeKeepsCarriedOverIdentifier(t *testing.T) {
+	lib, tree := t.TempDir(), t.TempDir()
+	write(t, lib, "tools.iso", "iso v1")
+	const listID = "9b1b5c36-1c37-4a3e-8f0b-0e5a4f0c1d2e"
+	const carried = "AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE"
+	prev := &imagelist.List{Identifier: listID, Version: "1", Images: []imagelist.Image{{
+		Identifier: carried, Title: "tools", URI: treeBase + "tools.iso", Version: "1",
+		Size: 6, SHA512: "00", Created: t0,
+	}}}
+	l := prev
+	for i, content := range []string{"iso v1", "iso v2", "iso v3"} {
+		write(t, lib, "tools.iso", content)
+		entries, _, err := Scan(context.Background(), lib, ScanOptions{Now: t0, Rehash: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := LoadTreeState(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, err = Build(l, entries, ListMeta{BaseURI: treeBase, Versioned: true, PathIDs: st.Paths}, t0.Add(time.Duration(i)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Images) != 1 || l.Images[0].Identifier != carried {
+			t.Fatalf("publish %d: images %+v, want the carried identifier", i+1, l.Images)
+		}
+		if _, err := PlaceTree(context.Background(), lib, tree, entries, l, treeBase); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := RecordTree(tree, l, treeBase, map[string]string{"tools.iso": l.Images[0].Identifier}, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	folders, _ := VersionFolders(tree)
+	if len(folders) != 3 {
+		t.Errorf("folders %v, want three versions of one image", folders)
+	}
+	for d := range folders {
+		if d[:36] != strings.ToLower(carried) {
+			t.Errorf("folder %s not under the lower-case identifier", d)
+		}
+	}
+}
+
+// Records that lag behind the list (another base URI) make DiskLive fail
+// rather than protect nothing.
+func TestDiskLiveOutsideBase(t *testing.T) {
+	tree := t.TempDir()
+	l := &imagelist.List{Identifier: "9b1b5c36-1c37-4a3e-8f0b-0e5a4f0c1d2e", Version: "1", Images: []imagelist.Image{{
+		Identifier: "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", Title: "t", Version: "1", Size: 1, SHA512: strings.Repeat("0", 128),
+		URI: "https://elsewhere.example/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee/00000000000000000000000000000000/t.iso", Created: t0,
+	}}}
+	data, err := l.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, tree, "imagelist.json", string(data))
+	if _, err := DiskLive(tree, treeBase); err == nil || !strings.Contains(err.Error(), "outside the tree's base") {
+		t.Errorf("DiskLive = %v, want an error naming the base", err)
 	}
 }

@@ -150,3 +150,53 @@ func TestRemovalScopeAndFirstPush(t *testing.T) {
 		}
 	}
 }
+
+// A push whose pass 2 failed, then a newer list pushed later: the list the
+// mirror served until that later push keeps its whole grace period from
+// then, not from the failed attempt.
+func TestFailedPointersKeepPredecessorGrace(t *testing.T) {
+	mirror, m := localMirror(t)
+	lib, tree := t.TempDir(), t.TempDir()
+	writeFile(t, lib, "boot.iso", payload("iso1", 3000))
+	pub := &publisher{t: t, lib: lib, tree: tree, policy: publish.PrunePolicy{Keep: 1}}
+	l1 := pub.publish(time.Now())
+	rel1, _ := publish.TreeRel(l1.Images[0].URI, base)
+	v1 := filepath.ToSlash(filepath.Dir(rel1)) // the version folder of the single file
+	// rsync that fails pass 2 (the pointers) while the flag file exists
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "fail")
+	wrapper := filepath.Join(dir, "rsync")
+	script := "#!/bin/sh\ncase \"$*\" in *--delay-updates*) [ -f " + flag + " ] && { echo 'rsync: permission denied' >&2; exit 23; } ;; esac\nexec rsync \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	push := func(at time.Duration) (Report, error) {
+		return Push(context.Background(), m, Options{Tree: tree, Rsync: wrapper, Grace: time.Hour,
+			Clock: func() time.Time { return t0.Add(at) }})
+	}
+	if _, err := push(0); err != nil { // v1 served from t0
+		t.Fatal(err)
+	}
+	writeFile(t, lib, "boot.iso", payload("iso2", 3000))
+	pub.publish(time.Now())
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := push(3 * time.Hour); err == nil { // v2 never reaches the mirror
+		t.Fatal("pass 2 did not fail")
+	}
+	os.Remove(flag)
+	writeFile(t, lib, "boot.iso", payload("iso3", 3000))
+	pub.publish(time.Now())
+	rep, err := push(6 * time.Hour) // v3 replaces v1 on the mirror now
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.Protected, v1) {
+		t.Errorf("v1, served until now, is not protected: %+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(mirror, filepath.FromSlash(v1))); err != nil {
+		t.Errorf("v1 removed at once from the mirror: %v", err)
+	}
+}

@@ -326,8 +326,11 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if last := &st.Pushed[len(st.Pushed)-1]; !last.Confirmed {
-		last.At, last.Confirmed = clock().UTC(), true
+	// Every list recorded by a push whose pass 2 failed counts as served
+	// from now: the mirror served its predecessor until this pass.
+	got := clock().UTC()
+	for i := len(st.Pushed) - 1; i >= 0 && !st.Pushed[i].Confirmed; i-- {
+		st.Pushed[i].At, st.Pushed[i].Confirmed = got, true
 	}
 	rep.Pointers = !o.DryRun
 	if !o.DryRun {

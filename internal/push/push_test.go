@@ -74,7 +74,7 @@ func (p *publisher) publish(now time.Time) *imagelist.List {
 			t.Fatal(err)
 		}
 	}
-	if _, err := publish.RecordTree(p.tree, l, base, now); err != nil {
+	if _, err := publish.RecordTree(p.tree, l, base, nil, now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := publish.PruneTree(p.tree, p.policy, now, false); err != nil {

@@ -114,6 +114,13 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 		ExpiresIn:   expires,
 		Versioned:   c.String("tree") != "",
 	}
+	if t := c.String("tree"); t != "" {
+		st, err := publish.LoadTreeState(t)
+		if err != nil {
+			return nil, err
+		}
+		meta.PathIDs = st.Paths
+	}
 	if !strings.HasSuffix(meta.BaseURI, "/") {
 		meta.BaseURI += "/"
 	}
@@ -186,15 +193,28 @@ func build(ctx context.Context, env cli.Env, c *ucli.Context, log *slog.Logger, 
 // streams writes the simplestreams catalog when --simplestreams is set,
 // after the list it describes was written.
 func streams(c *ucli.Context, r *buildResult, log *slog.Logger) error {
-	if !c.Bool("simplestreams") {
-		return nil
-	}
+	tree := c.String("tree")
 	root := c.String("library")
-	if t := c.String("tree"); t != "" {
-		root = t // the catalog names the tree's version folders
+	if tree != "" {
+		root = tree // the catalog names the tree's version folders
 	}
-	if err := writeStreams(root, r.List, r.BaseURI, log); err != nil {
-		return fmt.Errorf("simplestreams: %w", err)
+	written := false
+	if c.Bool("simplestreams") {
+		var err error
+		if written, err = writeStreams(root, r.List, r.BaseURI, log); err != nil {
+			return fmt.Errorf("simplestreams: %w", err)
+		}
+	}
+	if tree != "" && !written {
+		// A catalog the list no longer backs would keep its versions
+		// live (prune and push follow it) and serve stale images.
+		dir := filepath.Join(tree, "streams")
+		if _, err := os.Stat(dir); err == nil {
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("simplestreams: remove the stale catalog: %w", err)
+			}
+			log.Warn("stale simplestreams catalog removed from the release tree", "dir", dir)
+		}
 	}
 	return nil
 }
@@ -703,9 +723,10 @@ func signIfDue(env cli.Env, c *ucli.Context, log *slog.Logger, r *buildResult, s
 }
 
 // writeStreams writes the simplestreams catalog of the list's LXD/Incus
-// images into the library, with paths relative to the library root (the
-// images' hv:uri under the base URI).
-func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) error {
+// images into the library (or tree), with paths relative to its root (the
+// images' hv:uri under the base URI). It reports whether a catalog exists
+// for the list (written now or unchanged).
+func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) (bool, error) {
 	var imgs []publish.SSImage
 	var updated time.Time
 	for _, img := range l.Images {
@@ -715,7 +736,7 @@ func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) 
 		}
 		prefix, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(img.URI, base), "/"))
 		if err != nil {
-			return err
+			return false, err
 		}
 		imgs = append(imgs, publish.SSImage{Info: info, Files: img.Files, Prefix: prefix})
 		if img.Created.After(updated) {
@@ -724,21 +745,21 @@ func writeStreams(lib string, l *imagelist.List, base string, log *slog.Logger) 
 	}
 	if len(imgs) == 0 {
 		log.Warn("no LXD/Incus images under " + publish.LXDRoot + "/: streams/v1 not written")
-		return nil
+		return false, nil
 	}
 	cat, bad := publish.SimpleStreamsCatalogSafe(imgs, updated)
 	for _, err := range bad {
 		log.Error("LXD/Incus image left out of streams/v1", "err", err)
 	}
 	if len(cat.Products) == 0 {
-		return nil
+		return false, nil
 	}
 	wrote, err := publish.WriteSimpleStreams(lib, cat)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if wrote {
 		log.Info("simplestreams catalog written", "dir", filepath.Join(lib, "streams", "v1"), "images", len(imgs))
 	}
-	return nil
+	return true, nil
 }

@@ -29,7 +29,7 @@ const (
 
 func policyFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.IntFlag{Name: "keep", Value: defaultKeep, Usage: "prune: keep the `N` newest versions of each image (the live one included)"},
+		&ucli.IntFlag{Name: "keep", Value: defaultKeep, Usage: "prune: keep the `N` newest versions of each image the live list names (the live one included)"},
 		&ucli.StringFlag{Name: "max-age", Value: defaultMaxAge, Usage: "prune: keep versions published less than `DURATION` ago"},
 		graceFlag(),
 	}
@@ -208,7 +208,11 @@ func afterPublish(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig,
 	// The time the list was replaced, not the run's start (hashing and
 	// copying can take long): retirement and grace count from it.
 	now := env.Now()
-	if _, err := publish.RecordTree(tc.dir, r.List, r.BaseURI, now); err != nil {
+	paths := make(map[string]string, len(r.Entries))
+	for i, e := range r.Entries {
+		paths[e.Path] = r.List.Images[i].Identifier
+	}
+	if _, err := publish.RecordTree(tc.dir, r.List, r.BaseURI, paths, now); err != nil {
 		return err
 	}
 	if c.Bool("prune") {
