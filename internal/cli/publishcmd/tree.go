@@ -215,12 +215,18 @@ func afterPublish(env cli.Env, c *ucli.Context, log *slog.Logger, tc treeConfig,
 	if _, err := publish.RecordTree(tc.dir, r.List, r.BaseURI, paths, now); err != nil {
 		return err
 	}
+	var pruneErr error
 	if c.Bool("prune") {
-		if err := prune(env, log, tc, now, false); err != nil {
-			return err
+		// A failed prune leaves versions behind; the mirrors still
+		// get the new list.
+		if pruneErr = prune(env, log, tc, now, false); pruneErr != nil {
+			log.Error("prune incomplete", "err", pruneErr)
 		}
 	}
-	return pushAll(c.Context, env, log, tc, false)
+	if err := pushAll(c.Context, env, log, tc, false); err != nil {
+		return err
+	}
+	return pruneErr
 }
 
 func prune(env cli.Env, log *slog.Logger, tc treeConfig, now time.Time, dryRun bool) error {
