@@ -338,3 +338,22 @@ func TestDiskLiveOutsideBase(t *testing.T) {
 		t.Errorf("DiskLive = %v, want an error naming the base", err)
 	}
 }
+
+// TreeRel turns signed hv:uris into paths inside the tree: whatever the
+// URI, the result is clean, relative, never climbs out of the tree and
+// never names the bookkeeping folder.
+func FuzzTreeRel(f *testing.F) {
+	for _, s := range []string{"id/0123/", "id/0123/a%20b.iso", "../x/", "id/..%2f../", ".clr/tree.json/", "%zz/0/", "a//b/", "a/b/c/d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tail string) {
+		rel, ok := TreeRel(treeBase+tail, treeBase)
+		if !ok {
+			return
+		}
+		if rel == "" || strings.HasPrefix(rel, "/") || strings.HasPrefix(rel, ".") || filepath.Clean(rel) != rel ||
+			strings.Contains(rel, "/../") || strings.HasSuffix(rel, "/..") || strings.Count(rel, "/") > 2 {
+			t.Fatalf("TreeRel(%q) = %q", tail, rel)
+		}
+	})
+}

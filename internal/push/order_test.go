@@ -159,3 +159,24 @@ func TestFailedPassStops(t *testing.T) {
 		t.Errorf("mirror state written although pass 1 failed")
 	}
 }
+
+// ParseMirror never yields an rsync destination that could be read as an
+// option, nor a state file name outside the mirrors folder.
+func FuzzParseMirror(f *testing.F) {
+	for _, s := range []string{"ssh://u@h:22/p", "ssh://-oProxyCommand=x/p", "/srv/m", "file:///srv/m", "ssh://h/a b", "ssh://[::1]/x",
+		"ssh://!", "/0\x7f0", "ssh://.", "ssh://::"} { // the last four were found by fuzzing
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		m, err := ParseMirror(spec)
+		if err != nil {
+			return
+		}
+		if strings.HasPrefix(m.dest, "-") || m.Name == "" || filepath.Dir(statePath("/t", m.Name)) != "/t/.clr/mirrors" {
+			t.Fatalf("ParseMirror(%q) = dest %q name %q", spec, m.dest, m.Name)
+		}
+		if strings.IndexFunc(m.dest, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			t.Fatalf("ParseMirror(%q): control character in %q", spec, m.dest)
+		}
+	})
+}

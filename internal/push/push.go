@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -61,12 +62,19 @@ type Mirror struct {
 	dest, port string
 }
 
-var nameRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+var (
+	nameRE = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+	hostRE = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`) // a DNS name or an IP address
+	userRE = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]*$`)
+)
 
 // ParseMirror checks spec (see Mirror.URL) and names the mirror after its
 // host, port and path.
 func ParseMirror(spec string) (Mirror, error) {
 	m := Mirror{URL: spec}
+	if strings.IndexFunc(spec, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return m, fmt.Errorf("mirror %q: control characters", spec)
+	}
 	switch {
 	case strings.HasPrefix(spec, "ssh://"):
 		u, err := url.Parse(spec)
@@ -86,8 +94,10 @@ func ParseMirror(spec string) (Mirror, error) {
 		if strings.ContainsAny(p, " \t\n'\"\\") {
 			return m, fmt.Errorf("mirror %q: the path must not contain spaces or quotes", spec)
 		}
-		if strings.HasPrefix(u.Hostname(), "-") || strings.IndexFunc(spec, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
-			return m, fmt.Errorf("mirror %q: bad host or control characters", spec)
+		if !hostRE.MatchString(u.Hostname()) || strings.HasPrefix(u.Hostname(), "-") ||
+			(strings.Contains(u.Hostname(), ":") && net.ParseIP(u.Hostname()) == nil) ||
+			(u.User != nil && !userRE.MatchString(u.User.Username())) {
+			return m, fmt.Errorf("mirror %q: bad host or user name", spec)
 		}
 		host := u.Hostname()
 		if strings.Contains(host, ":") {
@@ -112,6 +122,9 @@ func ParseMirror(spec string) (Mirror, error) {
 		return m, fmt.Errorf("mirror %q: want ssh://[user@]host[:port]/path or an absolute path", spec)
 	}
 	m.Name = strings.Trim(m.Name, "_")
+	if m.Name == "" {
+		return m, fmt.Errorf("mirror %q: no host or path to name it by", spec)
+	}
 	return m, nil
 }
 
