@@ -316,7 +316,8 @@ func cmdKnownHosts(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(line), 0o600))
 }
 
-// signal SIG PIDFILE sends HUP, TERM or INT to the process in PIDFILE.
+// signal SIG PIDFILE sends HUP, TERM or INT to the process in PIDFILE
+// (waiting up to 10 s for the file to appear).
 func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: signal HUP|TERM|INT PIDFILE")
@@ -325,7 +326,18 @@ func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
 	if sig == 0 {
 		ts.Fatalf("unknown signal %s", args[0])
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(ts.ReadFile(args[1])))
+	// A server may accept connections (waitport) a moment before it has
+	// written its pid file: wait for the file, at most 10 s.
+	var data []byte
+	var err error
+	for i := 0; i < 100; i++ {
+		if data, err = os.ReadFile(ts.MkAbs(args[1])); err == nil && len(strings.TrimSpace(string(data))) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.Check(err)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	ts.Check(err)
 	ts.Check(syscall.Kill(pid, sig))
 }
