@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -175,4 +176,18 @@ func HTTPSRoots(ts *trust.Store) *x509.CertPool {
 		}
 	}
 	return roots
+}
+
+// TrustPolicy reads the --crl and --purpose flags of a verifying command
+// into the policy of a verification at now.
+func TrustPolicy(c *ucli.Context, now time.Time) (trust.Policy, error) {
+	pol := trust.Policy{Time: now}
+	var err error
+	if pol.CRL, err = trust.ParseCRLPolicy(c.String("crl")); err != nil {
+		return pol, Usagef("--crl: %v", err)
+	}
+	if pol.Purpose, err = trust.ParsePurpose(c.String("purpose")); err != nil {
+		return pol, Usagef("--purpose: %v", err)
+	}
+	return pol, nil
 }

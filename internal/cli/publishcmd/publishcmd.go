@@ -449,13 +449,9 @@ func verifyCommand(env cli.Env) *ucli.Command {
 				return cli.Usagef("verify takes exactly one signed list")
 			}
 			now := env.Now()
-			pol := trust.Policy{Time: now}
-			var err error
-			if pol.CRL, err = trust.ParseCRLPolicy(c.String("crl")); err != nil {
-				return cli.Usagef("--crl: %v", err)
-			}
-			if pol.Purpose, err = trust.ParsePurpose(c.String("purpose")); err != nil {
-				return cli.Usagef("--purpose: %v", err)
+			pol, err := cli.TrustPolicy(c, now)
+			if err != nil {
+				return err
 			}
 			opts := subscriber.VerifyOptions{Policy: pol, SignatureOnly: c.Bool("signature-only")}
 			if !opts.SignatureOnly {

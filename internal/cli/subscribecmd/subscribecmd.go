@@ -314,13 +314,9 @@ func setMode(ctx context.Context, st *store.Store, keys []string, mode store.Upd
 }
 
 func workflow(env cli.Env, c *ucli.Context, st *store.Store, now time.Time, log *slog.Logger) (*subscriber.Workflow, error) {
-	pol := trust.Policy{Time: now}
-	var err error
-	if pol.CRL, err = trust.ParseCRLPolicy(c.String("crl")); err != nil {
-		return nil, cli.Usagef("--crl: %v", err)
-	}
-	if pol.Purpose, err = trust.ParsePurpose(c.String("purpose")); err != nil {
-		return nil, cli.Usagef("--purpose: %v", err)
+	pol, err := cli.TrustPolicy(c, now)
+	if err != nil {
+		return nil, err
 	}
 	ts, err := trust.Load(c.String("cert-dir"))
 	if err != nil {

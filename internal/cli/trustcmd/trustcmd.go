@@ -328,13 +328,9 @@ func explain(env cli.Env, c *ucli.Context) error {
 	}
 	src := c.Args().First()
 	now := env.Now()
-	pol := trust.Policy{Time: now}
-	var err error
-	if pol.CRL, err = trust.ParseCRLPolicy(c.String("crl")); err != nil {
-		return cli.Usagef("--crl: %v", err)
-	}
-	if pol.Purpose, err = trust.ParsePurpose(c.String("purpose")); err != nil {
-		return cli.Usagef("--purpose: %v", err)
+	pol, err := cli.TrustPolicy(c, now)
+	if err != nil {
+		return err
 	}
 	dir := c.String("cert-dir")
 	ts_, err := trust.Load(dir)
