@@ -112,14 +112,19 @@ func within(parent, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
+func graceOf(c *ucli.Context) (time.Duration, error) {
+	g, err := cli.ParseDuration(c.String("grace"))
+	if err != nil || g < 0 {
+		return 0, cli.Usagef("--grace: want a duration like 24h")
+	}
+	return g, nil
+}
+
 func policyOf(c *ucli.Context) (publish.PrunePolicy, error) {
 	var p publish.PrunePolicy
 	var err error
-	if p.Grace, err = cli.ParseDuration(c.String("grace")); err != nil || p.Grace < 0 {
-		return p, cli.Usagef("--grace: want a duration like 24h")
-	}
-	if c.Command.Name == "push" { // push has only --grace
-		return p, nil
+	if p.Grace, err = graceOf(c); err != nil {
+		return p, err
 	}
 	if p.Keep = c.Int("keep"); p.Keep < 1 {
 		return p, cli.Usagef("--keep must be at least 1")
@@ -283,10 +288,10 @@ func pruneCommand(env cli.Env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "prune",
 		Usage: "remove retired image versions from a release tree",
-		Description: `Keeps every version the live list names, the --keep newest versions of each
-image, versions published less than --max-age ago and versions a superseded
-list named less than --grace ago; removes the others (each folder disappears
-in one rename). --dry-run prints what would go.`,
+		Description: `Keeps every version the list on disk names, the --keep newest versions of
+each image that list still names, versions published less than --max-age ago
+and versions retired less than --grace ago; removes the others (each folder
+disappears in one rename). --dry-run prints what would go.`,
 		ArgsUsage: " ",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "tree", Usage: "the release tree `DIR`", Required: true},
@@ -296,8 +301,12 @@ in one rename). --dry-run prints what would go.`,
 			if c.NArg() > 0 {
 				return cli.Usagef("prune takes no arguments")
 			}
-			tc, err := existingTree(c)
-			if err != nil {
+			var tc treeConfig
+			var err error
+			if tc.policy, err = policyOf(c); err != nil {
+				return err
+			}
+			if err := existingTree(c, &tc); err != nil {
 				return err
 			}
 			unlock, err := publish.LockTree(tc.dir)
@@ -315,9 +324,11 @@ func pushCommand(env cli.Env) *ucli.Command {
 		Name:  "push",
 		Usage: "replicate a release tree to its mirrors in the safe order",
 		Description: `Three rsync passes per mirror: new version folders (never overwriting), then
-the signed list and catalogs together, then removal of the folders the tree no
-longer has, except those a list this mirror served within --grace names. A
-failed pass stops that mirror's push; it keeps serving its previous list.`,
+the signed list and catalogs, then removal of the folders the tree no longer
+has, except those a list this mirror served within --grace names (nothing
+within --grace of a mirror's first push). A failed pass stops that mirror's
+push: after pass 1 it keeps its previous list, after pass 2 it may serve part
+of the new pointers.`,
 		ArgsUsage: " ",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "tree", Usage: "the release tree `DIR`", Required: true},
@@ -328,8 +339,15 @@ failed pass stops that mirror's push; it keeps serving its previous list.`,
 			if c.NArg() > 0 {
 				return cli.Usagef("push takes no arguments")
 			}
-			tc, err := existingTree(c)
-			if err != nil {
+			tc := treeConfig{bwlimit: c.String("bwlimit")}
+			var err error
+			if tc.policy.Grace, err = graceOf(c); err != nil {
+				return err
+			}
+			if tc.mirrors, err = mirrorsOf(c); err != nil {
+				return err
+			}
+			if err := existingTree(c, &tc); err != nil {
 				return err
 			}
 			if len(tc.mirrors) == 0 {
@@ -345,24 +363,16 @@ failed pass stops that mirror's push; it keeps serving its previous list.`,
 	}
 }
 
-// existingTree parses the flags of prune and push, whose tree must exist.
-func existingTree(c *ucli.Context) (treeConfig, error) {
-	var tc treeConfig
-	var err error
-	if tc.policy, err = policyOf(c); err != nil {
-		return tc, err
+// existingTree sets tc.dir to --tree, which must hold a published tree
+// (prune and push).
+func existingTree(c *ucli.Context, tc *treeConfig) error {
+	dir, err := filepath.Abs(c.String("tree"))
+	if err != nil {
+		return err
 	}
-	if c.Command.Name == "push" {
-		if tc.mirrors, err = mirrorsOf(c); err != nil {
-			return tc, err
-		}
-		tc.bwlimit = c.String("bwlimit")
+	if _, err := os.Stat(filepath.Join(dir, publish.StateDir, "tree.json")); err != nil {
+		return fmt.Errorf("%s is not a release tree (no list published with --tree yet): %w", c.String("tree"), err)
 	}
-	if tc.dir, err = filepath.Abs(c.String("tree")); err != nil {
-		return tc, err
-	}
-	if _, err := os.Stat(filepath.Join(tc.dir, publish.StateDir, "tree.json")); err != nil {
-		return tc, fmt.Errorf("%s is not a release tree (no list published with --tree yet): %w", c.String("tree"), err)
-	}
-	return tc, nil
+	tc.dir = dir
+	return nil
 }
