@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -396,14 +398,10 @@ func RecordTree(tree string, l *imagelist.List, base string, paths map[string]st
 			delete(st.Versions, dir)
 		}
 	}
-	st.Base, st.List, st.Live = base, l.Version, nil
+	st.Base, st.List, st.Live = base, l.Version, slices.Sorted(maps.Keys(live))
 	if paths != nil {
 		st.Paths = paths
 	}
-	for dir := range live {
-		st.Live = append(st.Live, dir)
-	}
-	sort.Strings(st.Live)
 	if err := st.save(tree); err != nil {
 		return nil, fmt.Errorf("tree state: %w", err)
 	}

@@ -29,13 +29,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,11 +223,7 @@ func (st *mirrorState) protected(now time.Time, grace time.Duration) (dirs []str
 		}
 	}
 	st.Pushed = keep
-	for d := range set {
-		dirs = append(dirs, d)
-	}
-	sort.Strings(dirs)
-	return dirs, all
+	return slices.Sorted(maps.Keys(set)), all
 }
 
 // uuidGlob matches an image folder name (a UUID) in rsync filter rules.
@@ -241,16 +238,7 @@ var uuidGlob = func() string {
 func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	rep := Report{Mirror: m.Name}
 	if m.dest == "" {
-		pm, err := ParseMirror(m.URL)
-		if err != nil {
-			return rep, err
-		}
-		pm.SSH = m.SSH
-		if m.Name != "" {
-			pm.Name = m.Name
-		}
-		m = pm
-		rep.Mirror = m.Name
+		return rep, fmt.Errorf("mirror %q: not made by ParseMirror", m.URL)
 	}
 	clock := o.Clock
 	if clock == nil {
@@ -273,14 +261,12 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("release tree: %w", err)
 	}
-	live := make([]string, 0, len(liveSet))
-	for d := range liveSet {
+	live := slices.Sorted(maps.Keys(liveSet))
+	for _, d := range live {
 		if fi, err := os.Stat(filepath.Join(o.Tree, filepath.FromSlash(d))); err != nil || !fi.IsDir() {
 			return rep, fmt.Errorf("release tree: the list names %s, which is missing", d)
 		}
-		live = append(live, d)
 	}
-	sort.Strings(live)
 	folders, err := publish.VersionFolders(o.Tree)
 	if err != nil {
 		return rep, err
@@ -298,14 +284,9 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	src := filepath.Clean(o.Tree) + "/"
 
 	// Pass 1: every version folder of the tree the mirror lacks.
-	dirs := make([]string, 0, len(folders))
-	for d := range folders {
-		dirs = append(dirs, d)
-	}
-	sort.Strings(dirs)
 	var rules strings.Builder
 	seen := map[string]bool{}
-	for _, d := range dirs {
+	for _, d := range slices.Sorted(maps.Keys(folders)) {
 		img := strings.SplitN(d, "/", 2)[0]
 		if !seen[img] {
 			seen[img] = true
@@ -323,7 +304,7 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	// Pass 2: the pointers, renamed at the end of the transfer. The list
 	// is recorded first: a pass that fails half way may have renamed
 	// some of them.
-	if last := st.Pushed[len(st.Pushed)-1]; last.Unknown || !equal(last.Dirs, live) {
+	if last := st.Pushed[len(st.Pushed)-1]; last.Unknown || !slices.Equal(last.Dirs, live) {
 		st.Pushed = append(st.Pushed, pushed{Version: tree.List, At: clock().UTC(), Dirs: live})
 	}
 	if !o.DryRun {
@@ -404,18 +385,6 @@ func cause(stderr string) string {
 		return ": " + last
 	}
 	return ""
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // rsync runs one pass with the filter rules given (read from stdin) and
