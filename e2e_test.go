@@ -5,7 +5,6 @@ package clr_test
 
 import (
 	"crypto"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -235,14 +234,9 @@ func cmdSSHKey(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
 		ts.Fatalf("usage: sshkey NAME COMMENT")
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	pub, err := testsshd.WriteKey(ts.MkAbs(args[0]), args[1])
 	ts.Check(err)
-	block, err := ssh.MarshalPrivateKey(priv, args[1])
-	ts.Check(err)
-	ts.Check(os.WriteFile(ts.MkAbs(args[0]), pem.EncodeToMemory(block), 0o600))
-	signer, err := ssh.NewSignerFromKey(priv)
-	ts.Check(err)
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))) + " " + args[1] + "\n"
+	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " " + args[1] + "\n"
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]+".pub"), []byte(line), 0o644))
 }
 

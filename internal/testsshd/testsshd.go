@@ -112,7 +112,7 @@ func StartProcess(dir string, opt Options) (*Server, func() error, error) {
 	}
 
 	hostKey := filepath.Join(work, "hostkey")
-	hostPub, err := writeKey(hostKey, "testsshd host key")
+	hostPub, err := WriteKey(hostKey, "testsshd host key")
 	if err != nil {
 		return nil, nil, fmt.Errorf("write host key: %w", err)
 	}
@@ -189,7 +189,7 @@ func ClientKey(dir, name string) (keyFile, pubLine string, err error) {
 	if abs, err := filepath.Abs(keyFile); err == nil {
 		keyFile = abs
 	}
-	pub, err := writeKey(keyFile, "testsshd client key "+name)
+	pub, err := WriteKey(keyFile, "testsshd client key "+name)
 	if err != nil {
 		return "", "", err
 	}
@@ -227,9 +227,9 @@ func Require(t testing.TB, tools ...string) {
 	t.Skip(msg)
 }
 
-// writeKey generates an ed25519 key, writes its private half to path in
+// WriteKey generates an ed25519 key, writes its private half to path in
 // OpenSSH format with mode 0600 and returns the public half.
-func writeKey(path, comment string) (ssh.PublicKey, error) {
+func WriteKey(path, comment string) (ssh.PublicKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generate ed25519 key: %w", err)

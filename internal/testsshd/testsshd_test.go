@@ -271,7 +271,7 @@ func TestAddrInUseDetected(t *testing.T) {
 		authKeys: filepath.Join(dir, "authorized_keys"),
 		pidFile:  filepath.Join(dir, "sshd.pid"),
 	}
-	if _, err := writeKey(c.hostKey, "host"); err != nil {
+	if _, err := WriteKey(c.hostKey, "host"); err != nil {
 		t.Fatal(err)
 	}
 	cfgFile := filepath.Join(dir, "sshd_config")
