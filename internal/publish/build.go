@@ -87,7 +87,7 @@ func Build(prev *imagelist.List, entries []Entry, meta ListMeta, now time.Time) 
 	set(&l.Title, meta.Title, "clr image list")
 	set(&l.Description, meta.Description, "Images published with clr-publish")
 	set(&l.Source, meta.Source, meta.BaseURI)
-	set(&l.URI, meta.URI, meta.BaseURI+"imagelist.smime")
+	set(&l.URI, meta.URI, meta.BaseURI+ListSigned)
 	if _, err := parseUUID(l.Identifier); err != nil {
 		return nil, ch, fmt.Errorf("list identifier: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/clr-suite/clr/internal/fsutil"
 	"github.com/clr-suite/clr/internal/imagelist"
+	"github.com/clr-suite/clr/internal/manifest/simplestreams"
 	"github.com/clr-suite/clr/internal/smime"
 )
 
@@ -32,10 +33,12 @@ import (
 // tree's bookkeeping lives under StateDir, which is never served or
 // replicated.
 const (
-	StateDir  = ".clr"
-	treeState = StateDir + "/tree.json"
-	treeLock  = StateDir + "/lock"
-	treeTmp   = StateDir + "/tmp"
+	ListSigned = "imagelist.smime" // the signed list (what subscribers fetch)
+	ListJSON   = "imagelist.json"  // the publisher's record of what was signed
+	StateDir   = ".clr"
+	treeState  = StateDir + "/tree.json"
+	treeLock   = StateDir + "/lock"
+	treeTmp    = StateDir + "/tmp"
 )
 
 var (
@@ -128,67 +131,63 @@ func LiveDirs(l *imagelist.List, base string) map[string]bool {
 // records may lag behind the pointers after a crash.
 func DiskLive(tree, base string) (map[string]bool, error) {
 	live := map[string]bool{}
-	var outside error
-	add := func(l *imagelist.List) {
-		for _, img := range l.Images {
-			if _, ok := TreeRel(img.URI, base); !ok && outside == nil {
-				outside = fmt.Errorf("the list names %s, outside the tree's base %q: publish again to record the tree", img.URI, base)
-			}
+	// read returns nil, nil for a pointer that does not exist.
+	read := func(name string, max int64) ([]byte, error) {
+		raw, err := fsutil.ReadFileCapped(filepath.Join(tree, filepath.FromSlash(name)), max)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
 		}
-		for d := range LiveDirs(l, base) {
-			live[d] = true
-		}
+		return raw, err
 	}
-	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "imagelist.smime"), smime.MaxMessageSize); err == nil {
+	addList := func(name string, content []byte) error {
+		l, _, err := imagelist.Parse(content, imagelist.ParseOptions{})
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.Join(tree, name), err)
+		}
+		for _, img := range l.Images {
+			rel, ok := TreeRel(img.URI, base)
+			if !ok {
+				return fmt.Errorf("%s names %s, outside the tree's base %q: publish again to record the tree", name, img.URI, base)
+			}
+			live[versionDir(rel)] = true
+		}
+		return nil
+	}
+	raw, err := read(ListSigned, smime.MaxMessageSize)
+	if err != nil {
+		return nil, err
+	}
+	if raw != nil {
 		msg, err := smime.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.smime"), err)
+			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, ListSigned), err)
 		}
-		l, _, err := imagelist.Parse(msg.Content, imagelist.ParseOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.smime"), err)
+		if err := addList(ListSigned, msg.Content); err != nil {
+			return nil, err
 		}
-		add(l)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	}
+	if raw, err = read(ListJSON, imagelist.DefaultMaxSize); err != nil {
 		return nil, err
 	}
-	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "imagelist.json"), imagelist.DefaultMaxSize); err == nil {
-		l, _, err := imagelist.Parse(raw, imagelist.ParseOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(tree, "imagelist.json"), err)
+	if raw != nil {
+		if err := addList(ListJSON, raw); err != nil {
+			return nil, err
 		}
-		add(l)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
 	}
 	// A catalog names paths relative to the tree root.
-	if raw, err := fsutil.ReadFileCapped(filepath.Join(tree, "streams", "v1", "images.json"), imagelist.DefaultMaxSize); err == nil {
-		var cat struct {
-			Products map[string]struct {
-				Versions map[string]struct {
-					Items map[string]struct {
-						Path string `json:"path"`
-					} `json:"items"`
-				} `json:"versions"`
-			} `json:"products"`
-		}
-		if err := json.Unmarshal(raw, &cat); err != nil {
-			return nil, fmt.Errorf("streams/v1/images.json: %w", err)
-		}
-		for _, p := range cat.Products {
-			for _, v := range p.Versions {
-				for _, it := range v.Items {
-					if rel, ok := TreeRel(base+escapePath(it.Path), base); ok {
-						live[versionDir(rel)] = true
-					}
-				}
-			}
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if raw, err = read(simplestreams.ImagesPath, imagelist.DefaultMaxSize); err != nil {
 		return nil, err
 	}
-	if outside != nil {
-		return nil, outside
+	if raw != nil {
+		paths, err := simplestreams.ItemPaths(raw)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			if rel, ok := TreeRel(base+escapePath(p), base); ok {
+				live[versionDir(rel)] = true
+			}
+		}
 	}
 	return live, nil
 }

@@ -251,7 +251,7 @@ func Push(ctx context.Context, m Mirror, o Options) (Report, error) {
 	if tree.Base == "" {
 		return rep, fmt.Errorf("%s is not a release tree with a published list (clr-publish publish --tree)", o.Tree)
 	}
-	for _, f := range []string{"imagelist.smime", "imagelist.json"} {
+	for _, f := range []string{publish.ListSigned, publish.ListJSON} {
 		if _, err := os.Stat(filepath.Join(o.Tree, f)); err != nil {
 			return rep, fmt.Errorf("release tree: %w", err)
 		}

@@ -37,8 +37,8 @@ func Main(env cli.Env) int {
 
 // Names of the files `publish` writes into --out-dir.
 const (
-	ListJSON   = "imagelist.json"
-	ListSigned = "imagelist.smime"
+	ListJSON   = publish.ListJSON
+	ListSigned = publish.ListSigned
 	hashCache  = ".clr-publish-hashes.json"
 )
 

@@ -65,6 +65,7 @@
 package simplestreams
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -294,6 +295,25 @@ type renderer struct {
 	paths        map[string]fileRef // path -> first use
 	fingerprints map[string]string  // combined hash -> where
 	aliases      map[string]string  // canonical arch + "\x00" + alias -> product name
+}
+
+// ItemPaths returns the path of every item an images.json names (as
+// written, relative to the stream's base), for callers that must know
+// which files a served catalog still points at.
+func ItemPaths(imagesJSONData []byte) ([]string, error) {
+	var img imagesJSON
+	if err := json.Unmarshal(imagesJSONData, &img); err != nil {
+		return nil, fmt.Errorf("simplestreams: %s: %w", ImagesPath, err)
+	}
+	var out []string
+	for _, p := range img.Products {
+		for _, v := range p.Versions {
+			for _, it := range v.Items {
+				out = append(out, it.Path)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Render validates c and returns the manifests keyed by IndexPath and

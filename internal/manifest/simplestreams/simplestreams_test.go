@@ -718,3 +718,35 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// ItemPaths reads back every item path Render wrote, and refuses what is
+// not JSON.
+func TestItemPaths(t *testing.T) {
+	c := sample()
+	out, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range c.Products {
+		for _, v := range p.Versions {
+			for _, it := range v.Items {
+				want = append(want, it.Path)
+			}
+		}
+	}
+	got, err := ItemPaths(out[ImagesPath])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (the metadata file is written as one item per client: compare sets)
+	slices.Sort(want)
+	slices.Sort(got)
+	want, got = slices.Compact(want), slices.Compact(got)
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Errorf("ItemPaths = %v, want %v", got, want)
+	}
+	if _, err := ItemPaths([]byte("not json")); err == nil {
+		t.Error("ItemPaths accepted what is not JSON")
+	}
+}
